@@ -1,0 +1,10 @@
+"""The module ``panel serve --plugins bi_ide.hub.plugin`` imports: opens the store, gives ROUTES.
+
+Importing it takes the store file for this process (``BI_IDE_DB``); the dashboards served by the
+same process reach the same Store through ``bi_ide.connect()``.
+"""
+
+from bi_ide.hub import app
+
+HUB = app.Hub.from_env()
+ROUTES = HUB.routes()
