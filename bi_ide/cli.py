@@ -37,6 +37,19 @@ def _db_option(f):
     )(f)
 
 
+def _open(db: Path | None):
+    """The store for one command: the hub's when BI_IDE_HUB is set (and no --db), else the file.
+
+    Unlike bi_ide.connect(), the file is closed when the command ends.
+    """
+    url = None if db else settings.hub_url()
+    if url:
+        from bi_ide.hub.client import HubClient
+
+        return HubClient(url, settings.hub_token())
+    return Store(db or settings.db_path())
+
+
 def _show(df: pl.DataFrame, as_json: bool) -> None:
     if as_json:
         click.echo(df.write_json())
@@ -204,7 +217,8 @@ def info(db, as_json):
     Example:
       bi-ide db info
     """
-    summary = bi_ide.connect(db).summary()
+    with _open(db) as store:
+        summary = store.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -224,7 +238,8 @@ def backup(path, db):
     Example:
       bi-ide db backup data/backups/2026-11-25.duckdb
     """
-    dest = bi_ide.connect(db).backup(path)
+    with _open(db) as store:
+        dest = store.backup(path)
     click.echo(f"backup  {dest}")
 
 
@@ -263,7 +278,8 @@ def token_create(name, role, db):
     Example:
       bi-ide token create --name "laptop agent" --role developer
     """
-    token_id, secret = bi_ide.connect(db).create_token(name, role)
+    with _open(db) as store:
+        token_id, secret = store.create_token(name, role)
     click.echo(f"token {token_id} ({role}) created; keep the secret, it is not shown again:", err=True)
     click.echo(secret)
 
@@ -278,7 +294,8 @@ def token_list(db, as_json):
     Example:
       bi-ide token list
     """
-    _show(bi_ide.connect(db).list_tokens(), as_json)
+    with _open(db) as store:
+        _show(store.list_tokens(), as_json)
 
 
 @token.command("revoke")
@@ -291,7 +308,8 @@ def token_revoke(token_id, db):
     Example:
       bi-ide token revoke 3f9a0c1d2e4b
     """
-    bi_ide.connect(db).revoke_token(token_id)
+    with _open(db) as store:
+        store.revoke_token(token_id)
     click.echo(f"revoked {token_id}")
 
 
@@ -313,7 +331,8 @@ def runs_list(status, limit, db, as_json):
     Example:
       bi-ide runs list --status running
     """
-    df = bi_ide.connect(db).list_runs(status=status, limit=limit)
+    with _open(db) as store:
+        df = store.list_runs(status=status, limit=limit)
     _show(df.select("id", "name", "kind", "status", "preset", "created_at", "finished_at"), as_json)
 
 

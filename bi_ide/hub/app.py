@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import pyarrow as pa
 import tornado.web
 from tornado.ioloop import IOLoop
 
@@ -21,7 +22,7 @@ import bi_ide
 from bi_ide import settings
 from bi_ide.errors import AuthError, PayloadTooLargeError, RateLimitError, ValidationError, WorkbenchError
 from bi_ide.hub.auth import RateLimiter, require_role
-from bi_ide.hub.wire import error_body, frame_to_json
+from bi_ide.hub.wire import ARROW_STREAM, error_body, frame_to_json
 from bi_ide.store import ROLES, Store
 
 ID = r"([A-Za-z0-9_-]{1,64})"
@@ -208,12 +209,26 @@ class MetricsHandler(ApiHandler):
         self.send(frame_to_json(df))
 
     async def post(self, run_id):
-        """Body: ``{"step": [...], "name": [...], "value": [...], "time": [...]}``; header Idempotency-Key."""
-        columns = self.body({"step": (list,), "name": (list,), "value": (list,), "time": (list,)},
-                            required=("step", "name", "value"))
+        """A batch as JSON columns (``{"step": [...], "name": [...], "value": [...], "time": [...]}``)
+        or, for bulk writers, an Arrow IPC stream with those columns; header Idempotency-Key."""
+        if self.request.headers.get("Content-Type", "").startswith(ARROW_STREAM):
+            columns = await self.hub.call(read_arrow_batch, self.request.body)
+        else:
+            columns = self.body({"step": (list,), "name": (list,), "value": (list,), "time": (list,)},
+                                required=("step", "name", "value"))
         key = self.request.headers.get("Idempotency-Key")
         result = await self.hub.call(self.hub.store.write_metrics, columns, run_id=run_id, idempotency_key=key)
         self.send(result, 200 if result["duplicate"] else 201)
+
+
+def read_arrow_batch(body: bytes) -> pa.Table:
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValidationError(f"the body is not an Arrow IPC stream: {e}", field="body") from e
+    if "run_id" in table.column_names:
+        raise ValidationError("the run is named by the URL; drop the run_id column", field="run_id")
+    return table
 
 
 class TokensHandler(ApiHandler):

@@ -41,7 +41,7 @@ class HubProcess:
     def start(self, timeout_s: float = 60.0) -> HubProcess:
         cmd = [sys.executable, "-m", "bi_ide.cli", "serve", "--db", str(self.db), "--port", str(self.port), *self.args]
         env = {k: v for k, v in (self.env or os.environ).items() if k not in ("BI_IDE_HUB",)}
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

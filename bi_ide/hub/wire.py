@@ -10,6 +10,8 @@ import polars as pl
 
 from bi_ide import errors
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"  # Content-Type of bulk metric batches
+
 _BY_STATUS = {
     400: errors.ValidationError,
     401: errors.AuthError,

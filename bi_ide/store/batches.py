@@ -120,25 +120,30 @@ def _cast(field: str, col) -> pa.Array:
         raise ValidationError(f"column '{field}' of type {arr.type} cannot be read as {target}: {e}", field=field) from e
 
 
-# One pass over the batch in DuckDB: missing values, negative steps, bad names, non-finite values.
-VALUE_CHECKS = """
-SELECT count(*) FILTER (run_id IS NULL OR step IS NULL OR name IS NULL OR value IS NULL),
-       count(*) FILTER (step < 0),
-       count(*) FILTER (length(name) NOT BETWEEN 1 AND {max_name}),
-       count(*) FILTER (NOT isfinite(value))
-FROM _batch
-""".format(max_name=MAX_NAME_CHARS)
-
-_VALUE_ERRORS = (
-    ("run_id", "{n} point(s) miss run_id, step, name or value"),
-    ("step", "{n} point(s) have a negative step; steps start at 0"),
-    ("name", "{n} point(s) have a name that is empty or longer than %d characters" % MAX_NAME_CHARS),
-    ("value", "{n} point(s) have a value that is NaN or infinite; send finite numbers only"),
-)
+# One pass over the batch in DuckDB: its series, and per series the rows with a missing step or
+# value, a negative step, or a non-finite value. Names and run ids are checked on the groups.
+BATCH_SERIES = """
+SELECT run_id, name,
+       count(*) FILTER (step IS NULL OR value IS NULL) AS missing,
+       count(*) FILTER (step < 0) AS negative,
+       count(*) FILTER (NOT isfinite(value)) AS nonfinite
+FROM _batch GROUP BY ALL
+"""
 
 
-def raise_for_counts(counts: tuple) -> None:
-    """Turn the counts from VALUE_CHECKS into a ValidationError naming the first bad field."""
-    for n, (field, message) in zip(counts, _VALUE_ERRORS):
+def check_series(rows: list[tuple]) -> list[tuple[str, str]]:
+    """Check BATCH_SERIES' rows; return the batch's (run_id, name) pairs or raise ValidationError."""
+    totals = [sum(r[i] for r in rows) for i in (2, 3, 4)]
+    for n, field, message in zip(totals, ("value", "step", "value"), (
+        "{n} point(s) miss step or value",
+        "{n} point(s) have a negative step; steps start at 0",
+        "{n} point(s) have a value that is NaN or infinite; send finite numbers only",
+    ), strict=True):
         if n:
             raise ValidationError(message.format(n=n), field=field)
+    for run_id, name, *_ in rows:
+        if run_id is None:
+            raise ValidationError("some points have no run_id", field="run_id")
+        if name is None or not 1 <= len(name) <= MAX_NAME_CHARS:
+            raise ValidationError(f"name must be 1 to {MAX_NAME_CHARS} characters, got {name!r:.60}", field="name")
+    return [(r[0], r[1]) for r in rows]

@@ -30,7 +30,7 @@ from bi_ide.errors import (
     ValidationError,
 )
 from bi_ide.store import migrate as migrations
-from bi_ide.store.batches import VALUE_CHECKS, metric_batch, raise_for_counts
+from bi_ide.store.batches import BATCH_SERIES, check_series, metric_batch
 
 ROLES = ("viewer", "developer", "admin")
 RUN_STATUSES = ("queued", "running", "stopped", "done", "failed")
@@ -42,6 +42,8 @@ RUN_TRANSITIONS = {
     "failed": {"queued", "running"},
     "done": set(),
 }
+METRIC_FRAME = {"name": pl.String, "step": pl.Int64, "value": pl.Float64, "min": pl.Float64,
+                "max": pl.Float64, "time": pl.Datetime("us", "UTC")}
 RUN_FIELDS = ("name", "preset", "config", "worker_id", "device", "params_count", "error")
 
 _LOCKED = re.compile(r"Could not set lock on file|Conflicting lock", re.IGNORECASE)
@@ -288,8 +290,7 @@ class Store:
                     return {"rows": seen[0][0], "duplicate": True}
             cur.register("_batch", table)
             try:
-                raise_for_counts(cur.execute(VALUE_CHECKS).fetchall()[0])
-                self._add_series(cur, cur.execute("SELECT DISTINCT run_id, name FROM _batch").fetchall())
+                self._add_series(cur, check_series(cur.execute(BATCH_SERIES).fetchall()))
                 cur.execute(
                     "INSERT INTO metric_points SELECT s.id, b.step, b.value, b.time "
                     "FROM _batch b JOIN metric_series s USING (run_id, name)"
@@ -332,22 +333,28 @@ class Store:
             [run_id, names, names],
         )
         ids = [i for i, _ in series]
-        # The series' names come back through a small VALUES join instead of joining the series table.
-        named = "FROM metric_points p JOIN (SELECT unnest(?::INTEGER[]) AS id, unnest(?::VARCHAR[]) AS name) s ON s.id = p.series_id"
-        params = [ids, [n for _, n in series]]
-        if points is None or not ids:
-            return self.sql(
-                f"SELECT name, step, value, value AS min, value AS max, time {named} ORDER BY name, step", params
+        if not ids:
+            return pl.DataFrame(schema=METRIC_FRAME)
+        if points is None:
+            df = self.sql(
+                "SELECT series_id, step, value, value AS min, value AS max, time FROM metric_points "
+                "WHERE list_contains(?, series_id) ORDER BY series_id, step", [ids],
             )
-        # Phase 1: the step range of the selected series (zone maps make this nearly free).
-        (lo, hi), = self._rows("SELECT min(step), max(step) FROM metric_points WHERE list_contains(?, series_id)", [ids])
-        # Phase 2: one scan, bucketed by a constant width, so each series needs no range of its own.
-        return self.sql(
-            "SELECT name, max(step) AS step, arg_max(value, step) AS value, min(value) AS min, "
-            f"max(value) AS max, max(time) AS time {named} "
-            "GROUP BY name, (step - ?) * ? // ? ORDER BY name, step",
-            [*params, lo, points, hi - lo + 1],
-        )
+        else:
+            # Phase 1: the step range of the selected series (zone maps make this nearly free).
+            (lo, hi), = self._rows(
+                "SELECT min(step), max(step) FROM metric_points WHERE list_contains(?, series_id)", [ids]
+            )
+            # Phase 2: one scan, bucketed by a constant width, so no per-series join is needed.
+            df = self.sql(
+                "SELECT series_id, max(step) AS step, arg_max(value, step) AS value, min(value) AS min, "
+                "max(value) AS max, max(time) AS time FROM metric_points WHERE list_contains(?, series_id) "
+                "GROUP BY series_id, (step - ?) * ? // ? ORDER BY series_id, step",
+                [ids, lo, points, hi - lo + 1],
+            )
+        names_by_id = pl.DataFrame({"series_id": ids, "name": [n for _, n in series]},
+                                   schema={"series_id": pl.Int32, "name": pl.String})
+        return df.join(names_by_id, on="series_id").select(METRIC_FRAME.keys()).sort("name", "step")
 
     def metric_names(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows("SELECT name FROM metric_series WHERE run_id = ? ORDER BY 1", [run_id])]
