@@ -8,6 +8,7 @@ Prints, in one run:
   3. the time of a downsampled read (1,000 buckets, min/max/last) of one series from a
      10M-point table, against DuckDB's own bucketing query on a plain 10M-row table.
 
+Also the p50/p95 latency of small API calls (seed KPI: p95 <= 300 ms).
 Goals (issue): >= 5,000,000 points/s embedded, >= 200,000 points/s through the hub, <= 50 ms read.
 Ends with one JSON line of the figures.
 
@@ -83,18 +84,29 @@ def embedded_write(folder: Path, batch: pa.Table, batches: int) -> tuple[float, 
     return ours, raw
 
 
-def hub_write(folder: Path, points: int) -> float:
+def hub_write(folder: Path, points: int, requests_n: int) -> tuple[float, list[float]]:
+    """Bulk points/s through the hub, and the latencies of small requests (a trainer's usual call)."""
     db = folder / "hub.duckdb"
     with Store(db) as store:
         _, secret = store.create_token("bench", "developer")
-    with HubProcess(db) as hub:
+    with HubProcess(db, args=("--rate-limit", "1000", "--burst", "1000")) as hub:
         client = HubClient(hub.url, secret)
         run_id = client.create_run("hub-bench")["id"]
         table = series_table([run_id], points // len(NAMES))
         client.write_metrics(table.slice(0, 10_000))  # warm the connection and the hub's code paths
         t = time.perf_counter()
         client.write_metrics(table)
-        return table.num_rows / (time.perf_counter() - t)
+        rate = table.num_rows / (time.perf_counter() - t)
+        latencies = []
+        small = {"step": list(range(10)), "name": ["loss"] * 10, "value": [1.0] * 10}
+        for i in range(requests_n):
+            t = time.perf_counter()
+            if i % 2:
+                client.session.post(f"{hub.url}/api/v1/runs/{run_id}/metrics", json=small, timeout=30).raise_for_status()
+            else:
+                client.get_run(run_id)
+            latencies.append(time.perf_counter() - t)
+        return rate, latencies
 
 
 def downsampled_read(folder: Path, runs: int, steps: int) -> tuple[float, float, int]:
@@ -137,9 +149,12 @@ def main() -> None:
         ours, raw = embedded_write(folder, batch, batches)
         print(f"embedded write   {ours:>13,.0f} points/s   raw DuckDB insert {raw:>13,.0f} points/s   "
               f"ratio {ours / raw:.2f}   (goal >= 5,000,000)")
-        hub = hub_write(folder, hub_points)
+        hub, latencies = hub_write(folder, hub_points, 200 if args.quick else 1000)
         print(f"hub write        {hub:>13,.0f} points/s   embedded {ours:>13,.0f}   ratio {hub / ours:.3f}   "
               "(goal >= 200,000)")
+        p50, p95 = (np.percentile(latencies, q) * 1e3 for q in (50, 95))
+        print(f"API latency      p50 {p50:.1f} ms   p95 {p95:.1f} ms over {len(latencies)} small requests "
+              "(run read / 10-point JSON write; seed KPI p95 <= 300 ms)")
         read_s, raw_read_s, rows = downsampled_read(folder, runs, steps)
         table_points = runs * len(NAMES) * steps
         print(f"downsampled read {read_s * 1e3:>10.1f} ms ({rows} buckets of one {steps:,}-point series in a "
@@ -152,6 +167,8 @@ def main() -> None:
         "embedded_vs_raw_ratio": round(ours / raw, 3),
         "hub_write_points_per_s": round(hub),
         "hub_vs_embedded_ratio": round(hub / ours, 4),
+        "api_p50_ms": round(p50, 2),
+        "api_p95_ms": round(p95, 2),
         "downsampled_read_ms": round(read_s * 1e3, 2),
         "raw_duckdb_read_ms": round(raw_read_s * 1e3, 2),
         "read_vs_raw_ratio": round(read_s / raw_read_s, 3),

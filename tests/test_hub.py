@@ -230,3 +230,15 @@ def test_unreachable_hub_is_a_clear_error():
     client = HubClient(f"http://127.0.0.1:{free_port()}", "bi_x", retries=1)
     with pytest.raises(HubUnavailableError, match="bi-ide serve"):
         client.write_metrics({"step": [0], "name": ["loss"], "value": [1.0]}, run_id="r")
+
+
+def test_connect_follows_the_environment(hub, monkeypatch, tmp_path):
+    monkeypatch.setenv("BI_IDE_DB", str(tmp_path / "env.duckdb"))
+    embedded = bi_ide.connect()
+    assert isinstance(embedded, Store) and embedded.path == tmp_path / "env.duckdb"
+    assert bi_ide.connect() is embedded  # one Store per file per process
+    embedded.close()
+    monkeypatch.setenv("BI_IDE_HUB", hub.url)
+    monkeypatch.setenv("BI_IDE_TOKEN", hub.tokens["viewer"])
+    remote = bi_ide.connect()
+    assert isinstance(remote, HubClient) and remote.summary()["schema_version"] == 4

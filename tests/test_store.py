@@ -300,3 +300,21 @@ def test_restore_refuses_a_store_held_by_another_process(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_points_of_many_runs_and_names_land_in_their_own_series(mem):
+    runs = [mem.create_run(f"r{i}")["id"] for i in range(3)]
+    names = ["loss", "lr", "grad_norm", "val_bpb"]
+    # Interleaved in the batch; each value encodes its run, name and step.
+    rows = [(r, s, n, 100.0 * ri + 10.0 * ni + s) for s in range(5) for ri, r in enumerate(runs)
+            for ni, n in enumerate(reversed(names))]
+    batch = pl.DataFrame(rows, schema=["run_id", "step", "name", "value"], orient="row")
+    mem.write_metrics(batch.head(30))
+    mem.write_metrics(batch.tail(30))  # some series exist now, some are new
+    for ri, r in enumerate(runs):
+        df = mem.read_metrics(r)
+        assert sorted(set(df["name"])) == sorted(names)
+        for ni, n in enumerate(reversed(names)):
+            got = df.filter(pl.col("name") == n)
+            assert got["step"].to_list() == list(range(5))
+            assert got["value"].to_list() == [100.0 * ri + 10.0 * ni + s for s in range(5)]

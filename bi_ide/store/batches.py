@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bi_ide.errors import ValidationError
 
@@ -113,37 +114,47 @@ def _cast(field: str, col) -> pa.Array:
         arr = arr.combine_chunks()
     if field == "time" and (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
         # Seconds since the epoch, as the JSON form carries them.
-        arr = pa.compute.round(pa.compute.multiply(arr.cast(pa.float64()), 1e6)).cast(pa.int64())
+        arr = pc.round(pc.multiply(arr.cast(pa.float64()), 1e6)).cast(pa.int64())
     try:
         return arr.cast(target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise ValidationError(f"column '{field}' of type {arr.type} cannot be read as {target}: {e}", field=field) from e
 
 
-# One pass over the batch in DuckDB: its series, and per series the rows with a missing step or
-# value, a negative step, or a non-finite value. Names and run ids are checked on the groups.
-BATCH_SERIES = """
-SELECT run_id, name,
-       count(*) FILTER (step IS NULL OR value IS NULL) AS missing,
-       count(*) FILTER (step < 0) AS negative,
-       count(*) FILTER (NOT isfinite(value)) AS nonfinite
-FROM _batch GROUP BY ALL
-"""
+class SeriesBatch:
+    """A checked batch split into its series: the distinct (run_id, name) pairs, and per point
+    the index of its pair — found with Arrow dictionary encoding, not a join on two strings."""
 
+    def __init__(self, table: pa.Table):
+        for field in ("run_id", "name", "step", "value"):
+            nulls = table.column(field).null_count
+            if nulls:
+                raise ValidationError(f"{nulls} point(s) have no {field}", field=field)
+        self.table = table
+        if table.num_rows == 0:
+            self.pairs, self.pair_index = [], pa.array([], pa.int64())
+            return
+        if pc.min(table.column("step")).as_py() < 0:
+            raise ValidationError("steps start at 0; the batch has a negative step", field="step")
+        if not pc.all(pc.is_finite(table.column("value"))).as_py():
+            raise ValidationError("a value is NaN or infinite; send finite numbers only", field="value")
+        runs = table.column("run_id").combine_chunks().dictionary_encode()
+        names = table.column("name").combine_chunks().dictionary_encode()
+        for name in names.dictionary.to_pylist():
+            if not 1 <= len(name) <= MAX_NAME_CHARS:
+                raise ValidationError(f"name must be 1 to {MAX_NAME_CHARS} characters, got {name!r:.60}", field="name")
+        width = len(names.dictionary)
+        combo = pc.add(pc.multiply(runs.indices.cast(pa.int64()), width), names.indices.cast(pa.int64()))
+        present = pc.unique(combo).to_pylist()
+        run_list, name_list = runs.dictionary.to_pylist(), names.dictionary.to_pylist()
+        self.pairs = [(run_list[c // width], name_list[c % width]) for c in present]
+        slot = {c: i for i, c in enumerate(present)}
+        # combo -> position in self.pairs, as a dense lookup table over all run x name combinations.
+        dense = [slot.get(c, -1) for c in range(len(run_list) * width)]
+        self.pair_index = pc.take(pa.array(dense, pa.int64()), combo)
 
-def check_series(rows: list[tuple]) -> list[tuple[str, str]]:
-    """Check BATCH_SERIES' rows; return the batch's (run_id, name) pairs or raise ValidationError."""
-    totals = [sum(r[i] for r in rows) for i in (2, 3, 4)]
-    for n, field, message in zip(totals, ("value", "step", "value"), (
-        "{n} point(s) miss step or value",
-        "{n} point(s) have a negative step; steps start at 0",
-        "{n} point(s) have a value that is NaN or infinite; send finite numbers only",
-    ), strict=True):
-        if n:
-            raise ValidationError(message.format(n=n), field=field)
-    for run_id, name, *_ in rows:
-        if run_id is None:
-            raise ValidationError("some points have no run_id", field="run_id")
-        if name is None or not 1 <= len(name) <= MAX_NAME_CHARS:
-            raise ValidationError(f"name must be 1 to {MAX_NAME_CHARS} characters, got {name!r:.60}", field="name")
-    return [(r[0], r[1]) for r in rows]
+    def points(self, series_ids: list[int]) -> pa.Table:
+        """The batch as (series_id, step, value, time), ``series_ids`` given in the order of pairs."""
+        ids = pc.take(pa.array(series_ids, pa.int32()), self.pair_index)
+        t = self.table
+        return pa.table({"series_id": ids, "step": t.column("step"), "value": t.column("value"), "time": t.column("time")})

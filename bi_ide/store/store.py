@@ -15,7 +15,6 @@ import shutil
 import threading
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -30,7 +29,7 @@ from bi_ide.errors import (
     ValidationError,
 )
 from bi_ide.store import migrate as migrations
-from bi_ide.store.batches import BATCH_SERIES, check_series, metric_batch
+from bi_ide.store.batches import SeriesBatch, metric_batch
 
 ROLES = ("viewer", "developer", "admin")
 RUN_STATUSES = ("queued", "running", "stopped", "done", "failed")
@@ -280,7 +279,7 @@ class Store:
         time (seconds since the epoch, or a timestamp). A batch sent again with the same
         ``idempotency_key`` is not stored twice: the second call reports ``duplicate: True``.
         """
-        table = metric_batch(points, default_run_id=run_id)
+        batch = SeriesBatch(metric_batch(points, default_run_id=run_id))
         if idempotency_key is not None:
             _check_text("idempotency_key", idempotency_key, 200)
         with self.transaction() as cur:
@@ -288,36 +287,41 @@ class Store:
                 seen = cur.execute("SELECT rows FROM write_batches WHERE key = ?", [idempotency_key]).fetchall()
                 if seen:
                     return {"rows": seen[0][0], "duplicate": True}
-            cur.register("_batch", table)
+            ids = self._series_ids(cur, batch.pairs)
+            cur.register("_points", batch.points(ids))
             try:
-                self._add_series(cur, check_series(cur.execute(BATCH_SERIES).fetchall()))
-                cur.execute(
-                    "INSERT INTO metric_points SELECT s.id, b.step, b.value, b.time "
-                    "FROM _batch b JOIN metric_series s USING (run_id, name)"
-                )
+                cur.execute("INSERT INTO metric_points SELECT series_id, step, value, time FROM _points")
             finally:
-                cur.unregister("_batch")
+                cur.unregister("_points")
             if idempotency_key is not None:
                 cur.execute(
                     "INSERT INTO write_batches (key, kind, rows) VALUES (?, 'metrics', ?)",
-                    [idempotency_key, table.num_rows],
+                    [idempotency_key, batch.table.num_rows],
                 )
-        return {"rows": table.num_rows, "duplicate": False}
+        return {"rows": batch.table.num_rows, "duplicate": False}
 
     @staticmethod
-    def _add_series(cur, pairs: list[tuple[str, str]]) -> None:
-        """Create the metric series of ``pairs`` that do not exist yet; refuse unknown runs."""
+    def _series_ids(cur, pairs: list[tuple[str, str]]) -> list[int]:
+        """The ids of the metric series ``pairs``, creating new ones; refuse unknown runs."""
+        if not pairs:
+            return []
         run_ids = sorted({r for r, _ in pairs})
         known = {r for (r,) in cur.execute("SELECT id FROM runs WHERE list_contains(?, id)", [run_ids]).fetchall()}
         missing = [r for r in run_ids if r not in known]
         if missing:
             raise NotFoundError(f"the batch names unknown run(s) {missing[:5]}; create the run first")
+        wanted = "(SELECT unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS name, unnest(range(?)) AS i)"
+        params = [[r for r, _ in pairs], [n for _, n in pairs]]
         cur.execute(
             "INSERT INTO metric_series SELECT nextval('metric_series_id'), run_id, name "
-            "FROM (SELECT unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS name) "
-            "ANTI JOIN metric_series USING (run_id, name)",
-            [[r for r, _ in pairs], [n for _, n in pairs]],
+            f"FROM {wanted} ANTI JOIN metric_series USING (run_id, name) ORDER BY i",
+            [*params, len(pairs)],
         )
+        rows = cur.execute(
+            f"SELECT s.id FROM {wanted} w JOIN metric_series s USING (run_id, name) ORDER BY w.i",
+            [*params, len(pairs)],
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def read_metrics(self, run_id: str, names: list[str] | None = None, *, points: int | None = None) -> pl.DataFrame:
         """A run's metrics as (name, step, value, min, max, time).
@@ -483,6 +487,3 @@ def _sql_path(path: Path) -> str:
     # ATTACH takes no parameters; escape quotes in the path instead.
     return str(path).replace("'", "''")
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
