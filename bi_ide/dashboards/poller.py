@@ -34,6 +34,7 @@ class Poller:
         self._lock = threading.Lock()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bi-ide-poller")
         self._busy = False
+        self._started = False
 
     def shared(self, name: str, factory: Callable[[], T]) -> T:
         """The process's one state object called ``name``, made by ``factory`` on first use.
@@ -51,15 +52,19 @@ class Poller:
         return state
 
     def start(self) -> None:
-        """Schedule the periodic refresh (idempotent: Panel keeps one task per name and process).
+        """Schedule the periodic refresh, once.
 
         It is scheduled from an empty context: the task must not inherit the current session's
         document, or Panel would apply every tab's changes directly to that one session.
         """
+        if self._started:
+            return
         contextvars.Context().run(pn.state.schedule_task, self.task_name, self.tick, period=f"{self.period_s}s")
+        self._started = True
 
     def stop(self) -> None:
         pn.state.cancel_task(self.task_name)
+        self._started = False
 
     async def tick(self) -> None:
         """Read every state on the reader thread, then publish the values here, on the event loop."""
