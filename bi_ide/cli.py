@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -173,6 +174,9 @@ def serve(address, port, db, basic_auth, cookie_secret, oauth_provider, rate_lim
         click.echo(" ".join(args))
         return
     click.echo(f"hub     http://{address}:{port}/  (API under /api/v1/, store {path})", err=True)
+    if os.name == "nt":
+        # Windows has no exec: run panel as a child so a service manager sees one long-lived process.
+        sys.exit(subprocess.call(args, env=env))
     os.execve(panel, args, env)
 
 

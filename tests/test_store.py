@@ -108,7 +108,7 @@ def test_store_from_a_newer_workbench_is_refused(tmp_path):
     path = tmp_path / "new.duckdb"
     with Store(path) as s, s.transaction() as cur:
         cur.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x', now())")
-    with pytest.raises(SchemaVersionError, match="schema version 99.*upgrade"):
+    with pytest.raises(SchemaVersionError, match="schema version 99.*update this workbench"):
         Store(path)
 
 

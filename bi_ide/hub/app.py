@@ -71,6 +71,7 @@ class Hub:
         if hit and time.monotonic() - hit[0] < TOKEN_CACHE_S:
             return hit[1]
         token = self.store.verify_token(secret)
+        self.store.touch_token(token["id"])  # at most once per TOKEN_CACHE_S per token
         self._tokens[secret] = (time.monotonic(), token)
         return token
 

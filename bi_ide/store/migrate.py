@@ -73,7 +73,8 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration], target:
     if newer:
         raise SchemaVersionError(
             f"the store has schema version {max(done)} but this workbench knows only up to "
-            f"{max(known, default=0)}; upgrade the bi-ide package (pip install -U bi-ide) to open it"
+            f"{max(known, default=0)}; update this workbench (git pull, then make install or "
+            "pip install -e .) to open it"
         )
     for m in migrations:
         if m.version in done and done[m.version] != m.sha256:

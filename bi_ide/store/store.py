@@ -45,7 +45,8 @@ METRIC_FRAME = {"name": pl.String, "step": pl.Int64, "value": pl.Float64, "min":
                 "max": pl.Float64, "time": pl.Datetime("us", "UTC")}
 RUN_FIELDS = ("name", "preset", "config", "worker_id", "device", "params_count", "error")
 
-_LOCKED = re.compile(r"Could not set lock on file|Conflicting lock", re.IGNORECASE)
+# DuckDB's words for "another process holds the file": POSIX lock wording, then Windows'.
+_LOCKED = re.compile(r"Could not set lock on file|Conflicting lock|being used by another process", re.IGNORECASE)
 _PID = re.compile(r"PID (\d+)")
 
 
@@ -68,7 +69,7 @@ def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise StoreLockedError(
                 f"the store {path} is held by another process{holder}. DuckDB lets one process "
                 "write a file: start the hub once with `bi-ide serve` and point everything else at it "
-                "with BI_IDE_HUB=http://127.0.0.1:5006, or stop the other process"
+                "with BI_IDE_HUB=http://<hub host>:5006 (and BI_IDE_TOKEN), or stop the other process"
             ) from e
         raise StoreError(f"cannot open the store {path}: {e}") from e
     except duckdb.Error as e:
@@ -389,6 +390,11 @@ class Store:
         if revoked is not None:
             raise AuthError(f"API token {token_id} ({name}) was revoked; create a new one")
         return {"id": token_id, "name": name, "role": role}
+
+    def touch_token(self, token_id: str) -> None:
+        """Record that a token was just used (shown by `bi-ide token list`)."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = ?", [token_id])
 
     def list_tokens(self) -> pl.DataFrame:
         return self.sql(
