@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from bi_ide.cli import main
 from bi_ide.store import Store
+from bi_ide.store.migrate import load_migrations
+
+LATEST = len(load_migrations())  # the newest schema version this checkout knows
 
 
 @pytest.fixture
@@ -40,10 +43,10 @@ def test_init_is_idempotent_and_writes_a_private_token(db):
 
 
 def test_db_migrate_and_info(db):
-    assert "schema version 4" in bi("db", "migrate", "--db", db).output
+    assert f"schema version {LATEST}" in bi("db", "migrate", "--db", db).output
     assert "applied nothing" in bi("db", "migrate", "--db", db).output
     info = json.loads(bi("db", "info", "--db", db, "--json").output)
-    assert info["schema_version"] == 4 and info["runs_total"] == 0
+    assert info["schema_version"] == LATEST and info["runs_total"] == 0
 
 
 def test_backup_and_restore_commands(db, tmp_path):
