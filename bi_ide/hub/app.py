@@ -58,6 +58,9 @@ class Hub:
             (r"/api/v1/runs", RunsHandler, kw),
             (rf"/api/v1/runs/{ID}", RunHandler, kw),
             (rf"/api/v1/runs/{ID}/metrics", MetricsHandler, kw),
+            (rf"/api/v1/runs/{ID}/checkpoints", CheckpointsHandler, kw),
+            (r"/api/v1/models", ModelsHandler, kw),
+            (rf"/api/v1/models/{ID}", ModelHandler, kw),
             (r"/api/v1/tokens", TokensHandler, kw),
             (rf"/api/v1/tokens/{ID}", TokenHandler, kw),
             (r"/api/v1/admin/backup", BackupHandler, kw),
@@ -169,7 +172,8 @@ RUN_BODY = {
     "name": (str,), "kind": (str,), "config": (dict,), "preset": (str,),
     "worker_id": (str,), "device": (str,), "status": (str,),
 }
-RUN_PATCH = {"status": (str,), "error": (str,), "params_count": (int,), **{
+RUN_PATCH = {"status": (str,), "error": (str,), "params_count": (int,), "step": (int,), "total_steps": (int,),
+             "stop_requested": (bool,), **{
     k: RUN_BODY[k] for k in ("name", "config", "preset", "worker_id", "device")
 }}
 
@@ -230,6 +234,42 @@ def read_arrow_batch(body: bytes) -> pa.Table:
     if "run_id" in table.column_names:
         raise ValidationError("the run is named by the URL; drop the run_id column", field="run_id")
     return table
+
+
+class CheckpointsHandler(ApiHandler):
+    roles = {"GET": "viewer", "POST": "developer"}
+
+    async def get(self, run_id):
+        self.send(frame_to_json(await self.hub.call(self.hub.store.list_checkpoints, run_id)))
+
+    async def post(self, run_id):
+        fields = self.body({"step": (int,), "path": (str,), "kind": (str,), "sha256": (str,), "size_bytes": (int,),
+                            "loss": (float, int), "epoch": (int,)}, required=("step", "path"))
+        self.send(await self.hub.call(self.hub.store.add_checkpoint, run_id, **fields), 201)
+
+
+class ModelsHandler(ApiHandler):
+    roles = {"GET": "viewer", "POST": "developer"}
+
+    async def get(self):
+        status = self.get_query_argument("status", None)
+        self.send(frame_to_json(await self.hub.call(self.hub.store.list_models, status=status)))
+
+    async def post(self):
+        fields = self.body({"name": (str,), "run_id": (str,), "checkpoint_id": (str,), "params_count": (int,),
+                            "metrics": (dict,)}, required=("name",))
+        self.send(await self.hub.call(self.hub.store.register_model, fields.pop("name"), **fields), 201)
+
+
+class ModelHandler(ApiHandler):
+    roles = {"GET": "viewer", "PATCH": "developer"}
+
+    async def get(self, model_id):
+        self.send(await self.hub.call(self.hub.store.get_model, model_id))
+
+    async def patch(self, model_id):
+        status = self.body({"status": (str,)}, required=("status",))["status"]
+        self.send(await self.hub.call(self.hub.store.set_model_status, model_id, status))
 
 
 class TokensHandler(ApiHandler):

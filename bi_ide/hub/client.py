@@ -53,7 +53,7 @@ class HubClient:
         for attempt in range(self.retries + 1 if retry else 1):
             try:
                 r = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
-            except requests.ConnectionError as e:
+            except (requests.ConnectionError, requests.Timeout) as e:
                 err = HubUnavailableError(
                     f"cannot reach the hub at {self.url}: start it with `bi-ide serve` (or `make up`), "
                     "or unset BI_IDE_HUB to use the local store file"
@@ -121,6 +121,24 @@ class HubClient:
         if points is not None:
             params["points"] = points
         return frame_from_json(self._request("GET", f"/runs/{run_id}/metrics", params=params))
+
+    def add_checkpoint(self, run_id: str, **fields) -> dict:
+        return self._request("POST", f"/runs/{run_id}/checkpoints", json=fields)
+
+    def list_checkpoints(self, run_id: str) -> pl.DataFrame:
+        return frame_from_json(self._request("GET", f"/runs/{run_id}/checkpoints"))
+
+    def register_model(self, name: str, **fields) -> dict:
+        return self._request("POST", "/models", json={"name": name, **fields})
+
+    def get_model(self, model_id: str) -> dict:
+        return self._request("GET", f"/models/{model_id}")
+
+    def list_models(self, *, status: str | None = None) -> pl.DataFrame:
+        return frame_from_json(self._request("GET", "/models", params={"status": status} if status else {}))
+
+    def set_model_status(self, model_id: str, status: str) -> dict:
+        return self._request("PATCH", f"/models/{model_id}", json={"status": status})
 
     def create_token(self, name: str, role: str) -> tuple[str, str]:
         t = self._request("POST", "/tokens", json={"name": name, "role": role})

@@ -43,7 +43,10 @@ RUN_TRANSITIONS = {
 }
 METRIC_FRAME = {"name": pl.String, "step": pl.Int64, "value": pl.Float64, "min": pl.Float64,
                 "max": pl.Float64, "time": pl.Datetime("us", "UTC")}
-RUN_FIELDS = ("name", "preset", "config", "worker_id", "device", "params_count", "error")
+RUN_FIELDS = ("name", "preset", "config", "worker_id", "device", "params_count", "error", "step", "total_steps",
+              "stop_requested")
+MODEL_STATUSES = ("ready", "deployed", "archived")
+CHECKPOINT_KINDS = ("step", "best", "last")
 
 # DuckDB's words for "another process holds the file": POSIX lock wording, then Windows'.
 _LOCKED = re.compile(r"Could not set lock on file|Conflicting lock|being used by another process", re.IGNORECASE)
@@ -363,6 +366,72 @@ class Store:
 
     def metric_names(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows("SELECT name FROM metric_series WHERE run_id = ? ORDER BY 1", [run_id])]
+
+    # -- checkpoints and models ------------------------------------------------------------
+    def add_checkpoint(self, run_id: str, *, step: int, path: str, kind: str = "step", sha256: str | None = None,
+                       size_bytes: int | None = None, loss: float | None = None, epoch: int | None = None) -> dict:
+        """Record a checkpoint written to ``path`` (the trainer writes the files itself)."""
+        if kind not in CHECKPOINT_KINDS:
+            raise ValidationError(f"kind {kind!r} is not one of {list(CHECKPOINT_KINDS)}", field="kind")
+        _check_text("path", path, 4096)
+        self.get_run(run_id)
+        checkpoint_id = new_id()
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO checkpoints (id, run_id, step, epoch, kind, loss, path, size_bytes, sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [checkpoint_id, run_id, step, epoch, kind, loss, path, size_bytes, sha256],
+            )
+        return self.sql("SELECT * FROM checkpoints WHERE id = ?", [checkpoint_id]).row(0, named=True)
+
+    def list_checkpoints(self, run_id: str) -> pl.DataFrame:
+        """A run's checkpoints, newest first."""
+        return self.sql("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at DESC, step DESC", [run_id])
+
+    def register_model(self, name: str, *, run_id: str | None = None, checkpoint_id: str | None = None,
+                       params_count: int | None = None, metrics: dict | None = None) -> dict:
+        """Add the next version of model ``name`` (status ready)."""
+        _check_text("name", name)
+        model_id = new_id()
+        with self.transaction() as cur:
+            (version,), = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM models WHERE name = ?", [name]).fetchall()
+            cur.execute(
+                "INSERT INTO models (id, name, version, run_id, checkpoint_id, params_count, metrics) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [model_id, name, version, run_id, checkpoint_id, params_count, _json(metrics)],
+            )
+        return self.get_model(model_id)
+
+    def get_model(self, model_id: str) -> dict:
+        df = self.sql(
+            "SELECT m.*, c.path AS checkpoint_path, c.sha256 AS checkpoint_sha256 FROM models m "
+            "LEFT JOIN checkpoints c ON c.id = m.checkpoint_id WHERE m.id = ?", [model_id]
+        )
+        if df.is_empty():
+            raise NotFoundError(f"no model with id {model_id!r}; `bi-ide models list` shows the models")
+        row = df.row(0, named=True)
+        row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else None
+        return row
+
+    def list_models(self, *, status: str | None = None) -> pl.DataFrame:
+        return self.sql(
+            "SELECT id, name, version, status, run_id, checkpoint_id, params_count, metrics, created_at, updated_at "
+            "FROM models WHERE (? IS NULL OR status = ?) ORDER BY name, version DESC", [status, status]
+        )
+
+    def set_model_status(self, model_id: str, status: str) -> dict:
+        """ready -> deployed -> archived; deploying a version archives the name's deployed one."""
+        if status not in MODEL_STATUSES:
+            raise ValidationError(f"status {status!r} is not one of {list(MODEL_STATUSES)}", field="status")
+        name = self.get_model(model_id)["name"]
+        with self.transaction() as cur:
+            if status == "deployed":
+                cur.execute(
+                    "UPDATE models SET status = 'archived', updated_at = now() "
+                    "WHERE name = ? AND status = 'deployed' AND id <> ?", [name, model_id]
+                )
+            cur.execute("UPDATE models SET status = ?, updated_at = now() WHERE id = ?", [status, model_id])
+        return self.get_model(model_id)
 
     # -- API tokens ------------------------------------------------------------------
     def create_token(self, name: str, role: str) -> tuple[str, str]:

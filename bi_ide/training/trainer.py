@@ -1,0 +1,377 @@
+"""The trainer: one loop for the BI Transformer and HuggingFace models, on CPU, MPS or CUDA.
+
+AdamW (fused on CUDA), linear warm-up then cosine decay to ``min_lr``, autocast through torch.amp
+(a GradScaler only for fp16), gradient accumulation and clipping, validation loss and bits per
+byte for each domain (Arabic, code), early stopping, best and last checkpoints. The run lives in
+the store: its status (queued → running → done / stopped / failed), its metrics every
+``log_interval`` steps, its checkpoints and, when it finishes, its best checkpoint as a model.
+
+Resuming is exact: a checkpoint carries the optimizer, scaler and every RNG state, and the data
+position, so on the CPU an interrupted and resumed run ends with the same losses and weights as an
+uninterrupted one (tests/test_trainer.py checks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bi_ide
+from bi_ide.errors import ConfigError, NotFoundError, WorkbenchError
+from bi_ide.training import checkpoint as ckpt
+from bi_ide.training.config import TrainConfig
+from bi_ide.training.corpus import TokenShards, load_manifest
+from bi_ide.training.hardware import GPUReader, apply_caps, peak_flops, pick_device, pick_precision
+from bi_ide.training.runlog import RunLog
+
+EVAL_DOMAINS = ("arabic", "code", "text")
+
+
+@dataclass
+class Progress:
+    """What a progress bar or a notebook wants to show after each optimizer step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    val: dict = field(default_factory=dict)
+
+
+class StopRequested(Exception):
+    """Internal: a stop was asked for (signal, CLI or dashboard)."""
+
+
+def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up to learning_rate, then cosine decay to min_lr at total_steps."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    span = max(1, total_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_lr)
+
+
+def build_model(config: TrainConfig, vocab_size: int) -> torch.nn.Module:
+    """The model the config names, shaped for the corpus' vocabulary."""
+    from bi_ide.training.model import BITransformer, ModelConfig
+
+    shape = ModelConfig.from_preset(config.preset, vocab_size=vocab_size, dropout=config.dropout)
+    if config.seq_len > shape.block_size:
+        raise ConfigError(
+            f"seq_len={config.seq_len} is longer than preset {config.preset}'s context of {shape.block_size}; "
+            f"use seq_len <= {shape.block_size}"
+        )
+    if config.model == "bi":
+        return BITransformer(shape)
+    from bi_ide.training import hf
+
+    if config.model == "pretrained":
+        if not config.init_from:
+            raise ConfigError("model=pretrained needs init_from: a local model folder or .gguf file")
+        model, _ = hf.hf_from_pretrained(config.init_from, load_tokenizer=False)
+        wrapped = hf.HFCausalLM(model)
+        if wrapped.vocab_size < vocab_size:
+            raise ConfigError(
+                f"the pretrained model's vocabulary ({wrapped.vocab_size}) is smaller than the corpus' "
+                f"({vocab_size}); prepare the corpus with that model's tokenizer"
+            )
+        return wrapped
+    return hf.HFCausalLM(hf.hf_from_config(config.model, **shape.to_dict()))
+
+
+class Trainer:
+    """Runs one TrainConfig to the end (or to a stop) and records it in the store."""
+
+    def __init__(self, config: TrainConfig, store=None, *, on_step=None, handle_signals: bool = True):
+        self.config = config
+        self.store = store if store is not None else bi_ide.connect()
+        self.on_step = on_step
+        self.handle_signals = handle_signals
+        self._stop_reason: str | None = None
+        self.losses: list[float] = []  # every step's training loss, from this process' first step
+        self.tokens_per_s = 0.0
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        c = self.config
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed)
+        self.device = pick_device(c.device)
+        self.dtype = pick_precision(self.device, c.precision)
+        apply_caps(self.device, c.cpu_percent, c.gpu_percent)
+        self.manifest, _ = load_manifest(c.corpus)
+        self.train_data = TokenShards(c.corpus, "train")
+        self.val_data = {}
+        for domain in EVAL_DOMAINS:
+            with contextlib.suppress(WorkbenchError):
+                shards = TokenShards(c.corpus, "val", domain=domain)
+                if len(shards) > c.seq_len + 1:
+                    self.val_data[domain] = shards
+        if len(self.train_data) <= c.tokens_per_step:
+            raise ConfigError(
+                f"the corpus' train split has {len(self.train_data)} tokens, less than one step's "
+                f"{c.tokens_per_step} (batch_size × grad_accum × seq_len); use a bigger corpus or smaller batch"
+            )
+        steps_per_epoch = len(self.train_data) // c.tokens_per_step
+        total = c.max_steps or c.epochs * steps_per_epoch
+        if c.max_tokens:
+            total = min(total, max(1, c.max_tokens // c.tokens_per_step))
+        self.total_steps, self.steps_per_epoch = total, steps_per_epoch
+
+        self.model = build_model(c, self.manifest["vocab_size"]).to(self.device)
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=c.learning_rate, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda",
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.autocast = torch.amp.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.peak = peak_flops(self.device)
+        self.flops_per_token = self._flops_per_token()
+        self.gpu = GPUReader(self.device)
+
+    def _flops_per_token(self) -> float:
+        if hasattr(self.model, "flops_per_token"):
+            return float(self.model.flops_per_token(self.config.seq_len))
+        return 6.0 * sum(p.numel() for p in self.model.parameters())
+
+    # -- the run record -------------------------------------------------------------------------
+    def _start_run(self) -> None:
+        c = self.config
+        self.position, self.step, self.tokens_seen = 0, 0, 0
+        self.best_val, self.evals_since_best = math.inf, 0
+        if c.resume_from:
+            self._resume(c.resume_from)
+        else:
+            name = c.run_name or f"{c.preset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+            run = self.store.create_run(name, kind="train", config=c.to_dict(), preset=c.preset,
+                                        device=str(self.device))
+            self.run_id = run["id"]
+        self.run_dir = Path(c.out_dir) / self.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = RunLog(self.store, self.run_id, self.run_dir / "spool.jsonl")
+        params = self.model.num_params() if hasattr(self.model, "num_params") else None
+        self.log.status(status="running", device=str(self.device), params_count=params,
+                        total_steps=self.total_steps, step=self.step, stop_requested=False)
+
+    def _resume(self, source: str) -> None:
+        folder, digest = self._find_checkpoint(source)
+        state, meta = ckpt.load(folder, self.model, digest=digest, map_location=self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.run_id = meta["run_id"]
+        self.step, self.position, self.tokens_seen = meta["step"], meta["position"], meta["tokens_seen"]
+        self.best_val, self.evals_since_best = meta["best_val"], meta["evals_since_best"]
+
+    def _find_checkpoint(self, source: str) -> tuple[Path, str | None]:
+        path = Path(source)
+        if (path / "meta.json").is_file():
+            return path, None
+        try:
+            checkpoints = self.store.list_checkpoints(source)
+        except NotFoundError:
+            checkpoints = None
+        if checkpoints is None or checkpoints.is_empty():
+            raise ConfigError(f"resume_from={source!r} is neither a checkpoint folder nor a run with checkpoints")
+        latest = checkpoints.sort("step", descending=True).row(0, named=True)
+        return Path(latest["path"]), latest["sha256"]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train to the end, a stop or an error; return a summary of the run."""
+        self._setup()
+        self._start_run()
+        previous = self._install_signals()
+        try:
+            self._loop()
+            self._finish("done")
+        except StopRequested:
+            self._finish("stopped")
+        except BaseException as e:
+            self.log.status(status="failed", error=f"{type(e).__name__}: {e}"[:2000])
+            self.log.flush()
+            raise
+        finally:
+            self._restore_signals(previous)
+        return self.summary
+
+    def _loop(self) -> None:
+        c = self.config
+        self.model.train()
+        window_start, window_tokens = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            # 1. the learning rate of this step
+            lr = lr_at(self.step, c, self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            # 2. forward and backward over grad_accum micro-batches
+            loss_sum = 0.0
+            for _ in range(c.grad_accum):
+                batch = self.train_data.batch(self.position, c.batch_size, c.seq_len)
+                self.position = batch.next_position
+                x = torch.from_numpy(batch.inputs).to(self.device, non_blocking=True)  # (B, T)
+                y = torch.from_numpy(batch.targets).to(self.device, non_blocking=True)  # (B, T)
+                with self.autocast:
+                    _, loss = self.forward(x, y)
+                loss_sum += loss.item()
+                self.scaler.scale(loss / c.grad_accum).backward()
+            # 3. clip, step, zero
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.tokens_seen += c.tokens_per_step
+            window_tokens += c.tokens_per_step
+            self.last_loss = loss_sum / c.grad_accum
+            self.losses.append(self.last_loss)
+            # 4. metrics, evaluation, checkpoints, stop requests
+            val = {}
+            last = self.step == self.total_steps
+            if self.step % c.log_interval == 0 or last:
+                elapsed = time.perf_counter() - window_start
+                tps = window_tokens / elapsed if elapsed > 0 else 0.0
+                self._log_step(lr, float(grad_norm), tps)
+                window_start, window_tokens = time.perf_counter(), 0
+                self._check_stop()
+            if self.step % c.eval_interval == 0 or last:
+                val = self._evaluate()
+            if self.step % c.checkpoint_interval == 0 and not last:
+                self._checkpoint("step")
+            if self.on_step:
+                self.on_step(Progress(self.step, self.total_steps, self.last_loss, lr, self.tokens_per_s, val))
+            if c.patience and self.evals_since_best >= c.patience:
+                break
+
+    def _log_step(self, lr: float, grad_norm: float, tokens_per_s: float) -> None:
+        self.tokens_per_s = tokens_per_s
+        values = {"loss": self.last_loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
+                  "epoch": self.tokens_seen / max(1, len(self.train_data))}
+        if self.peak:
+            values["mfu"] = tokens_per_s * self.flops_per_token / self.peak
+        values.update(self.gpu.read())
+        self.log.log(self.step, time.time(), values)
+        self.log.flush()
+        self.log.status(step=self.step)
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict:
+        """Validation loss and bits per byte for each domain, over the same windows every time."""
+        c = self.config
+        self.model.eval()
+        values, losses = {}, []
+        for domain, data in self.val_data.items():
+            total, n = 0.0, 0
+            for i in range(c.eval_batches):
+                position = (i * c.batch_size * c.seq_len) % max(1, len(data) - c.seq_len - 1)
+                batch = data.batch(position, c.batch_size, c.seq_len)
+                x = torch.from_numpy(batch.inputs).to(self.device)
+                y = torch.from_numpy(batch.targets).to(self.device)
+                with self.autocast:
+                    _, loss = self.forward(x, y)
+                total += loss.item()
+                n += 1
+            mean = total / n
+            losses.append(mean)
+            values[f"val_loss_{domain}"] = mean
+            values[f"val_bpb_{domain}"] = data.bits_per_byte(mean)
+        self.model.train()
+        if losses:
+            values["val_loss"] = sum(losses) / len(losses)
+            self.log.log(self.step, time.time(), values)
+            self.log.flush()
+            if values["val_loss"] < self.best_val:
+                self.best_val, self.evals_since_best = values["val_loss"], 0
+                self._checkpoint("best")
+            else:
+                self.evals_since_best += 1
+        self.last_val = values
+        return values
+
+    def _checkpoint(self, kind: str) -> ckpt.Checkpoint:
+        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": ckpt.rng_state()}
+        meta = {"run_id": self.run_id, "step": self.step, "position": self.position, "kind": kind,
+                "tokens_seen": self.tokens_seen, "best_val": self.best_val, "evals_since_best": self.evals_since_best,
+                "config": self.config.to_dict(), "vocab_size": self.manifest["vocab_size"],
+                "corpus": str(self.config.corpus)}
+        folder = self.run_dir / ("best" if kind == "best" else f"step-{self.step:08d}")
+        saved = ckpt.save(folder, self.model, state, meta)
+        record = self.store.add_checkpoint(self.run_id, step=self.step, path=str(folder.resolve()), kind=kind,
+                                           sha256=saved.digest, size_bytes=saved.size_bytes, loss=self.last_loss)
+        if kind == "best":
+            self.best_checkpoint = record
+        else:
+            self._prune()
+        return saved
+
+    def _prune(self) -> None:
+        steps = sorted(self.run_dir.glob("step-*"))
+        for old in steps[: -self.config.keep_checkpoints]:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+    # -- ending ----------------------------------------------------------------------------------
+    def _finish(self, status: str) -> None:
+        self._checkpoint("last")
+        self.log.status(status=status, step=self.step)
+        flushed = self.log.flush()
+        model = None
+        best = getattr(self, "best_checkpoint", None)
+        if status == "done" and best is not None and flushed:
+            metrics = {k: v for k, v in getattr(self, "last_val", {}).items()}
+            model = self.store.register_model(self.config.run_name or f"bi-{self.config.preset}", run_id=self.run_id,
+                                              checkpoint_id=best["id"], params_count=self.model_params(),
+                                              metrics=metrics)
+        self.summary = {"run_id": self.run_id, "status": status, "steps": self.step, "losses": self.losses,
+                        "best_val_loss": self.best_val, "val": getattr(self, "last_val", {}),
+                        "run_dir": str(self.run_dir), "model": model, "spooled": not flushed,
+                        "stop_reason": self._stop_reason}
+
+    def model_params(self) -> int:
+        return self.model.num_params() if hasattr(self.model, "num_params") else sum(
+            p.numel() for p in self.model.parameters())
+
+    # -- stopping --------------------------------------------------------------------------------
+    def request_stop(self, reason: str = "requested") -> None:
+        self._stop_reason = reason
+
+    def _check_stop(self) -> None:
+        if self._stop_reason is None:
+            with contextlib.suppress(WorkbenchError):
+                if self.store.get_run(self.run_id).get("stop_requested"):
+                    self._stop_reason = "stop requested through the store"
+        if self._stop_reason is not None:
+            raise StopRequested(self._stop_reason)
+
+    def _install_signals(self):
+        if not self.handle_signals:
+            return None
+        try:
+            return {sig: signal.signal(sig, lambda s, f: self.request_stop(f"signal {s}"))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: stops come through the store only
+            return None
+
+    def _restore_signals(self, previous) -> None:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
+
+
+def train(config: TrainConfig, store=None, **kwargs) -> dict:
+    """Run ``config`` and return the run's summary (see Trainer.run)."""
+    return Trainer(config, store, **kwargs).run()
