@@ -58,6 +58,10 @@ class RunLog:
         """Change the run's status or fields; spooled (in order) when the store is away."""
         self._send({"kind": "run", "fields": fields})
 
+    def checkpoint(self, **fields) -> None:
+        """Record a checkpoint the trainer wrote; spooled (in order) when the store is away."""
+        self._send({"kind": "checkpoint", "fields": fields})
+
     def _send(self, record: dict) -> None:
         if self.spool.exists():  # keep order: nothing jumps the queue
             self._append(record)
@@ -83,6 +87,8 @@ class RunLog:
 def apply(store, run_id: str, record: dict) -> None:
     if record["kind"] == "metrics":
         store.write_metrics(record["batch"], run_id=run_id, idempotency_key=record["key"])
+    elif record["kind"] == "checkpoint":
+        store.add_checkpoint(run_id, **record["fields"])
     else:
         try:
             store.update_run(run_id, **record["fields"])
@@ -98,7 +104,11 @@ def replay(store, run_id: str, spool: Path) -> bool:
     lines = [line for line in spool.read_text(encoding="utf-8").splitlines() if line.strip()]
     for i, line in enumerate(lines):
         try:
-            apply(store, run_id, json.loads(line))
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash while it was written: nothing to send
+        try:
+            apply(store, run_id, record)
         except UNREACHABLE:
             tmp = spool.with_name(spool.name + ".tmp")
             tmp.write_text("".join(rest + "\n" for rest in lines[i:]), encoding="utf-8")

@@ -98,6 +98,7 @@ class Trainer:
         self.handle_signals = handle_signals
         self._stop_reason: str | None = None
         self.losses: list[float] = []  # every step's training loss, from this process' first step
+        self.last_loss: float | None = None
         self.tokens_per_s = 0.0
 
     # -- set-up -------------------------------------------------------------------------------
@@ -209,6 +210,8 @@ class Trainer:
 
     def _loop(self) -> None:
         c = self.config
+        if self.step == 0 and self.val_data:
+            self._evaluate()  # the starting point of the validation curves
         self.model.train()
         window_start, window_tokens = time.perf_counter(), 0
         while self.step < self.total_steps:
@@ -310,11 +313,9 @@ class Trainer:
                 "corpus": str(self.config.corpus)}
         folder = self.run_dir / ("best" if kind == "best" else f"step-{self.step:08d}")
         saved = ckpt.save(folder, self.model, state, meta)
-        record = self.store.add_checkpoint(self.run_id, step=self.step, path=str(folder.resolve()), kind=kind,
-                                           sha256=saved.digest, size_bytes=saved.size_bytes, loss=self.last_loss)
-        if kind == "best":
-            self.best_checkpoint = record
-        else:
+        self.log.checkpoint(step=self.step, path=str(folder.resolve()), kind=kind, sha256=saved.digest,
+                            size_bytes=saved.size_bytes, loss=self.last_loss)
+        if kind != "best":
             self._prune()
         return saved
 
@@ -331,16 +332,22 @@ class Trainer:
         self.log.status(status=status, step=self.step)
         flushed = self.log.flush()
         model = None
-        best = getattr(self, "best_checkpoint", None)
-        if status == "done" and best is not None and flushed:
-            metrics = {k: v for k, v in getattr(self, "last_val", {}).items()}
-            model = self.store.register_model(self.config.run_name or f"bi-{self.config.preset}", run_id=self.run_id,
-                                              checkpoint_id=best["id"], params_count=self.model_params(),
-                                              metrics=metrics)
+        if status == "done" and flushed:
+            model = self._register_best()
         self.summary = {"run_id": self.run_id, "status": status, "steps": self.step, "losses": self.losses,
                         "best_val_loss": self.best_val, "val": getattr(self, "last_val", {}),
                         "run_dir": str(self.run_dir), "model": model, "spooled": not flushed,
                         "stop_reason": self._stop_reason}
+
+    def _register_best(self) -> dict | None:
+        """Register the run's best checkpoint as the next version of its model."""
+        checkpoints = self.store.list_checkpoints(self.run_id).filter(kind="best")
+        if checkpoints.is_empty():
+            return None
+        best = checkpoints.sort("step", descending=True).row(0, named=True)
+        name = self.config.run_name or f"bi-{self.config.preset}"
+        return self.store.register_model(name, run_id=self.run_id, checkpoint_id=best["id"],
+                                         params_count=self.model_params(), metrics=getattr(self, "last_val", {}))
 
     def model_params(self) -> int:
         return self.model.num_params() if hasattr(self.model, "num_params") else sum(
