@@ -215,3 +215,37 @@ def test_train_commands(corpus, tmp_path):
     text = runner.invoke(main, ["sample", "cli-tiny", "--prompt", "def ", "--tokens", "10", "--db", str(db)])
     assert text.exit_code == 0 and text.output.startswith("def ")
     assert "max_steps" in runner.invoke(main, ["train", "params", "--recipe", "debug"]).output
+
+
+def test_the_same_trainer_trains_a_transformers_gpt2(corpus, tmp_path, store):
+    summary = train(config(corpus, tmp_path, model="gpt2", max_steps=10, eval_interval=10), store,
+                    handle_signals=False)
+    assert summary["status"] == "done" and summary["losses"][-1] < summary["losses"][0]
+    assert summary["losses"][0] == pytest.approx(math.log(512), abs=0.3)
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_stops_cleanly(corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "w.duckdb"
+    cmd = [sys.executable, "-m", "bi_ide.cli", "train", "run", "--recipe", "debug", "--quiet", "--db", str(db),
+           "--set", f"corpus={corpus}", "--set", f"out_dir={tmp_path / 'runs'}", "--set", "max_steps=100000",
+           "--set", "eval_interval=100000", "--set", "log_interval=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/spool.jsonl")) and \
+            not list((tmp_path / "runs").glob("*")):
+        time.sleep(0.5)
+    time.sleep(5)  # let it take some steps
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped after" in out
+    with Store(db) as s:
+        run = s.list_runs().row(0, named=True)
+        assert run["status"] == "stopped"
+        assert "last" in s.list_checkpoints(run["id"])["kind"].to_list()

@@ -24,7 +24,8 @@ class TrainConfig(param.Parameterized):
                            doc="bi: the BI Transformer; gpt2/llama: a transformers model of the preset's "
                                "shape; pretrained: fine-tune init_from.")
     init_from = param.String(default="", doc="Local model folder or .gguf file to fine-tune (model=pretrained).")
-    corpus = param.String(default="data/corpora/builtin", doc="Corpus folder made by `bi-ide data prepare`.")
+    corpus = param.String(default="data/corpora/quran-stdlib",
+                          doc="Corpus folder made by `bi-ide data prepare` (default: its built-in sources).")
     dropout = param.Number(default=0.0, bounds=(0.0, 0.9), doc="Dropout probability in attention and MLP.")
 
     # -- how long ------------------------------------------------------------------------
