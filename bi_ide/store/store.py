@@ -232,8 +232,8 @@ class Store:
         if not 1 <= limit <= 10_000:
             raise ValidationError(f"limit must be 1..10000, got {limit}", field="limit")
         return self.sql(
-            "SELECT id, name, kind, status, preset, worker_id, device, params_count, error, "
-            "created_at, started_at, finished_at, updated_at FROM runs "
+            "SELECT id, name, kind, status, preset, worker_id, device, params_count, error, step, total_steps, "
+            "stop_requested, created_at, started_at, finished_at, updated_at FROM runs "
             "WHERE (? IS NULL OR status = ?) AND (? IS NULL OR kind = ?) "
             "ORDER BY created_at DESC, id LIMIT ?",
             [status, status, kind, kind, limit],
