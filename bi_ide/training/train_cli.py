@@ -225,7 +225,7 @@ def models_promote(model_id, to, db):
 @click.option("--seed", type=int, default=0, show_default=True)
 @db_option
 def sample(model, prompt, max_new_tokens, temperature, top_k, seed, db):
-    """Generate text from a registered model (id, or name for its newest version).
+    """Generate text from a registered model (id, or name: its deployed version, else its newest).
 
     \b
     Example:
