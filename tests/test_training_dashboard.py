@@ -70,7 +70,7 @@ def test_refresh_lists_train_runs_with_progress_of_running_ones(training, runs):
     assert df["name"].to_list() == ["gamma", "beta-long", "alpha"]  # newest first
     beta = df.filter(pl.col("id") == runs["beta"]).row(0, named=True)
     assert (beta["step"], beta["total_steps"], beta["tokens_per_step"]) == (40, 100, 512)
-    assert df.filter(pl.col("id") == runs["gamma"])["step"][0] is None  # not running, not watched: not read
+    assert df.filter(pl.col("id") == runs["gamma"])["step"][0] == 0  # list_runs carries every run's step
     assert training.models["name"].to_list() == ["bi-tiny"]
     assert training.metrics == {} and training.error == ""  # no tab watches a run yet
 

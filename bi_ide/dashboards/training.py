@@ -83,6 +83,8 @@ def chart(key: str, frames: dict[str, pl.DataFrame], labels: dict[str, str]) -> 
             name = f"{label} · {suffix}" if suffix else label
             layers.append(hv.Curve((steps, values), "step", y, label=name).opts(
                 color=color, line_dash=DASHES[j % len(DASHES)], line_width=2, tools=["hover"]))
+            if metric.startswith("val_"):  # evaluations are sparse: mark each, so the first one shows
+                layers.append(hv.Scatter((steps, values), "step", y).opts(color=color, size=6, tools=["hover"]))
     if not layers:
         layers.append(hv.Curve(([], []), "step", y))
     return hv.Overlay(layers).opts(
