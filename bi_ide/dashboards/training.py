@@ -132,7 +132,7 @@ class TrainingPage(pn.viewable.Viewer):
         self.filter.param.watch(self._on_selected, ["selected"])
         self._on_error()
         if not self.filter.selected:
-            self.filter.selected = self._newest_running()
+            self.filter.selected = self._first_shown()
         self._on_selected()
         if served:  # let go of the shared state with the tab
             pn.state.on_session_destroyed(lambda _ctx: self.close())
@@ -328,10 +328,13 @@ class TrainingPage(pn.viewable.Viewer):
             self._say(f"**The store could not be read.** {self.training.error}", "danger")
 
     # -- actions -----------------------------------------------------------------------------
-    def _newest_running(self) -> list[str]:
+    def _first_shown(self) -> list[str]:
+        """The run a new tab shows: the newest running one, else the newest of all."""
         runs = self.training.runs
-        running = runs.filter(pl.col("status") == "running") if runs is not None else None
-        return running["id"].head(1).to_list() if running is not None else []
+        if runs is None or runs.is_empty():
+            return []
+        running = runs.filter(pl.col("status") == "running")
+        return (running if not running.is_empty() else runs)["id"].head(1).to_list()
 
     def stoppable(self) -> list[str]:
         """The selected runs that are running and not yet asked to stop."""
