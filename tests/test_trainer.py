@@ -249,3 +249,33 @@ def test_ctrl_c_checkpoints_and_stops_cleanly(corpus, tmp_path):
         run = s.list_runs().row(0, named=True)
         assert run["status"] == "stopped"
         assert "last" in s.list_checkpoints(run["id"])["kind"].to_list()
+
+
+def test_early_stopping_after_patience_evaluations(corpus, tmp_path, store):
+    # A learning rate this large wrecks the model: the validation loss stops improving at once.
+    summary = train(config(corpus, tmp_path, max_steps=60, eval_interval=2, patience=2, learning_rate=0.5,
+                           min_lr=0.5, warmup_steps=0, grad_clip=0.0), store, handle_signals=False)
+    assert summary["status"] == "done" and summary["steps"] < 20
+    val = store.read_metrics(summary["run_id"], ["val_loss"])["value"].to_list()
+    assert min(val[-2:]) >= min(val[:-2])  # the last `patience` evaluations did not improve
+
+
+def test_a_failing_run_records_its_error(corpus, tmp_path, store):
+    def explode(p):
+        if p.step == 3:
+            raise RuntimeError("out of memory (simulated)")
+
+    with pytest.raises(RuntimeError):
+        train(config(corpus, tmp_path, max_steps=20), store, handle_signals=False, on_step=explode)
+    run = store.list_runs().row(0, named=True)
+    assert run["status"] == "failed" and "out of memory (simulated)" in run["error"]
+
+
+def test_train_status_lists_progress(corpus, tmp_path):
+    db = tmp_path / "w.duckdb"
+    runner = CliRunner()
+    assert "no training runs yet" in runner.invoke(main, ["train", "status", "--db", str(db)]).output
+    with Store(db) as s:
+        train(config(corpus, tmp_path, max_steps=10), s, handle_signals=False)
+    out = runner.invoke(main, ["train", "status", "--db", str(db)]).output
+    assert "10/10" in out and "done" in out
