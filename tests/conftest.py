@@ -56,6 +56,37 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    """One headless Chromium for the session (Playwright driving Debian's binary)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip install playwright`")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def start_hub(tmp_path, free_port):
+    """Start a real hub (`bi-ide serve`) on a store file; its process group is stopped afterwards."""
+    from bi_ide.hub.process import HubProcess
+
+    hubs = []
+
+    def start(db: Path) -> HubProcess:
+        hub = HubProcess(db, port=free_port, log=tmp_path / "hub.log")
+        hubs.append(hub)
+        return hub.start()
+
+    yield start
+    for hub in hubs:
+        hub.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:

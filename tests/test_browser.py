@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +16,6 @@ from bi_ide.store import Store
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 LIVE_S = 6.0  # a run made through the API shows within this time (poller 2 s + load headroom)
 
 
@@ -36,7 +32,7 @@ def get_json(url: str, token: str | None = None, body: dict | None = None) -> di
 
 
 @pytest.fixture
-def hub(tmp_db, tmp_path, free_port):
+def hub(tmp_db, start_hub):
     """A hub on a store with three runs; its whole process group is killed afterwards, whatever happens."""
     cli("init", "--db", str(tmp_db))
     with Store(tmp_db) as store:  # closed before the hub starts: one process writes the file
@@ -44,50 +40,8 @@ def hub(tmp_db, tmp_path, free_port):
         store.create_run("beta", preset="tiny", status="running")
         done = store.create_run("gamma", preset="tiny", status="running")
         store.update_run(done["id"], status="done")
-    log = (tmp_path / "hub.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bi_ide.cli", "serve", "--db", str(tmp_db), "--port", str(free_port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{free_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the hub exited with {proc.returncode}:\n{(tmp_path / 'hub.log').read_text()}")
-            try:
-                get_json(f"{url}/api/v1/health")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no /api/v1/health after 60 s:\n{(tmp_path / 'hub.log').read_text()}")
-                time.sleep(0.2)
-        yield {"url": url, "token": (tmp_db.parent / "hub.token").read_text().strip(), "log": tmp_path / "hub.log"}
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip install playwright`")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    proc = start_hub(tmp_db)
+    yield {"url": proc.url, "token": (tmp_db.parent / "hub.token").read_text().strip(), "log": proc.log_path}
 
 
 @pytest.fixture
