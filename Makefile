@@ -79,16 +79,21 @@ chromium:
 test: $(STAMP) chromium lint
 	$(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS) tests
 	@if [ -n "$$(find notebooks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null)" ]; then \
-		echo "$(BIN)/pytest --nbval notebooks"; \
-		$(BIN)/pytest --nbval --nbval-current-env -p no:cacheprovider notebooks; \
+		echo "$(BIN)/pytest --nbval notebooks (on a throw-away store)"; \
+		nbdb=$$(mktemp -d); \
+		BI_IDE_DB=$$nbdb/notebooks.duckdb BI_IDE_HUB= BI_IDE_TOKEN= \
+			$(BIN)/pytest --nbval --nbval-current-env -p no:cacheprovider notebooks; \
+		status=$$?; rm -rf $$nbdb; exit $$status; \
 	else \
 		echo "no notebooks to check"; \
 	fi
 
 # Re-run every notebook top to bottom and keep its outputs, without timing metadata, for nbval.
 notebooks: $(STAMP)
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb
+	nbdb=$$(mktemp -d); \
+	BI_IDE_DB=$$nbdb/notebooks.duckdb BI_IDE_HUB= BI_IDE_TOKEN= $(BIN)/jupyter nbconvert --to notebook --execute \
+		--inplace --ExecutePreprocessor.record_timing=False notebooks/*.ipynb; \
+	status=$$?; rm -rf $$nbdb; exit $$status
 
 # Local version labels (+cpu) are dropped: they do not resolve on macOS or Windows. CUDA wheels
 # (nvidia-* except nvidia-ml-py, triton) are dropped too, so a lock taken on a GPU box stays portable.

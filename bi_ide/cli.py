@@ -314,10 +314,11 @@ def runs_list(status, limit, db, as_json):
 
 
 def _register_groups() -> None:
+    from bi_ide.pipelines.cli import pipeline
     from bi_ide.training.data_cli import data
     from bi_ide.training.train_cli import models, sample, train
 
-    for command in (data, train, models, sample):
+    for command in (data, train, models, sample, pipeline):
         main.add_command(command)
 
 

@@ -61,3 +61,20 @@ def test_checked_outputs_are_machine_independent(notebook):
                 f"{notebook.name} cell {i} shows {found[0]!r}, which differs between machines; "
                 "drop it from the output or tag the cell nbval-ignore-output"
             )
+
+
+def test_first_cell_says_how_to_run_it_with_papermill(notebook):
+    first = _cells(notebook)[0]
+    assert first.cell_type == "markdown" and "papermill notebooks/" in first.source, (
+        f"{notebook.name}: open with a markdown cell that shows a `papermill notebooks/... -p name value` command"
+    )
+
+
+def test_code_cells_only_call_the_package(notebook):
+    for i, cell in enumerate(_cells(notebook)):
+        if cell.cell_type != "code":
+            continue
+        found = re.search(r"^\s*(async\s+def|def|class)\s+\w+", cell.source, re.MULTILINE)
+        assert not found, (
+            f"{notebook.name} cell {i} defines {found[0].strip()!r}; move it into the package and call it"
+        )

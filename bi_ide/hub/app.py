@@ -64,6 +64,12 @@ class Hub:
             (r"/api/v1/tokens", TokensHandler, kw),
             (rf"/api/v1/tokens/{ID}", TokenHandler, kw),
             (r"/api/v1/admin/backup", BackupHandler, kw),
+            # -- pipelines
+            (r"/api/v1/pipeline-runs", PipelineRunsHandler, kw),
+            (rf"/api/v1/pipeline-runs/{ID}", PipelineRunHandler, kw),
+            (rf"/api/v1/pipeline-runs/{ID}/steps/{STEP}", PipelineStepHandler, kw),
+            (r"/api/v1/schedules", SchedulesHandler, kw),
+            (rf"/api/v1/schedules/{ID}", ScheduleHandler, kw),
         ]
 
     def authenticate(self, header: str | None) -> dict:
@@ -308,6 +314,97 @@ class BackupHandler(ApiHandler):
         folder = (store.path.parent if store.path else settings.data_dir()) / "backups"
         dest = await self.hub.call(store.backup, folder / name)
         self.send({"path": str(dest), "size_bytes": dest.stat().st_size}, 201)
+
+
+# -- pipelines: runs of notebook pipelines, their steps, and cron schedules (bi_ide.pipelines) ------
+STEP = r"([A-Za-z0-9_.-]{1,100})"
+PIPELINE_RUN_BODY = {"pipeline": (str,), "steps": (list,), "params": (dict,), "trigger": (str,), "worker_id": (str,),
+                     "schedule_id": (str,), "archive_path": (str,), "host": (str,), "pid": (int,)}
+PIPELINE_RUN_PATCH = {"status": (str,), "archive_path": (str,), "error": (str,), "worker_id": (str,), "host": (str,),
+                      "pid": (int,)}
+PIPELINE_STEP_PATCH = {"status": (str,), "duration_s": (float, int), "output_path": (str,), "failed_cell": (int,),
+                       "error": (str,)}
+SCHEDULE_BODY = {"pipeline": (str,), "cron": (str,), "params": (dict,), "missed": (str,), "next_run_at": (str,)}
+SCHEDULE_PATCH = {"paused": (bool,), "cron": (str,), "params": (dict,), "missed": (str,), "next_run_at": (str,),
+                  "last_run_at": (str,), "last_run_id": (str,), "last_outcome": (str,), "skipped_runs": (int,)}
+
+
+class PipelineRunsHandler(ApiHandler):
+    roles = {"GET": "viewer", "POST": "developer"}
+
+    async def get(self):
+        pipeline = self.get_query_argument("pipeline", None)
+        status = self.get_query_argument("status", None)
+        limit = _int_arg(self, "limit", 100)
+        df = await self.hub.call(self.hub.store.list_pipeline_runs, pipeline=pipeline, status=status, limit=limit)
+        self.send(frame_to_json(df))
+
+    async def post(self):
+        fields = self.body(PIPELINE_RUN_BODY, required=("pipeline", "steps"))
+        self.send(await self.hub.call(self.hub.store.create_pipeline_run, fields.pop("pipeline"), **fields), 201)
+
+
+class PipelineRunHandler(ApiHandler):
+    roles = {"GET": "viewer", "PATCH": "developer"}
+
+    async def get(self, run_id):
+        self.send(await self.hub.call(self.hub.store.get_pipeline_run, run_id))
+
+    async def patch(self, run_id):
+        fields = self.body(PIPELINE_RUN_PATCH)
+        self.send(await self.hub.call(self.hub.store.update_pipeline_run, run_id, **fields))
+
+
+class PipelineStepHandler(ApiHandler):
+    roles = {"PATCH": "developer"}
+
+    async def patch(self, run_id, name):
+        fields = self.body(PIPELINE_STEP_PATCH)
+        self.send(await self.hub.call(self.hub.store.update_pipeline_step, run_id, name, **fields))
+
+
+class SchedulesHandler(ApiHandler):
+    roles = {"GET": "viewer", "POST": "developer"}
+
+    async def get(self):
+        self.send(frame_to_json(await self.hub.call(self.hub.store.list_schedules)))
+
+    async def post(self):
+        fields = _schedule_fields(self.body(SCHEDULE_BODY, required=("pipeline", "cron", "next_run_at")))
+        self.send(await self.hub.call(self.hub.store.create_schedule, fields.pop("pipeline"), fields.pop("cron"),
+                                      **fields), 201)
+
+
+class ScheduleHandler(ApiHandler):
+    roles = {"GET": "viewer", "PATCH": "developer", "DELETE": "developer"}
+
+    async def get(self, schedule_id):
+        self.send(await self.hub.call(self.hub.store.get_schedule, schedule_id))
+
+    async def patch(self, schedule_id):
+        fields = _schedule_fields(self.body(SCHEDULE_PATCH))
+        self.send(await self.hub.call(self.hub.store.update_schedule, schedule_id, **fields))
+
+    async def delete(self, schedule_id):
+        await self.hub.call(self.hub.store.delete_schedule, schedule_id)
+        self.send({"id": schedule_id, "deleted": True})
+
+
+def _schedule_fields(fields: dict) -> dict:
+    """Check the cron expression and turn ISO times into datetimes."""
+    from datetime import datetime
+
+    from bi_ide.pipelines.schedule import check_cron
+
+    if fields.get("cron") is not None:
+        check_cron(fields["cron"])
+    for key in ("next_run_at", "last_run_at"):
+        if fields.get(key) is not None:
+            try:
+                fields[key] = datetime.fromisoformat(fields[key])
+            except ValueError as e:
+                raise ValidationError(f"{key} must be an ISO 8601 time, got {fields[key]!r}", field=key) from e
+    return fields
 
 
 def _jsonable(value):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -156,6 +157,54 @@ class HubClient:
         if not name:
             raise ValidationError("give a backup file name such as 2026-11-25.duckdb", field="path")
         return Path(self._request("POST", "/admin/backup", json={"name": name})["path"])
+
+    # -- pipelines ---------------------------------------------------------------------
+    def create_pipeline_run(self, pipeline: str, **fields) -> dict:
+        return _times(self._request("POST", "/pipeline-runs", json={"pipeline": pipeline, **fields}))
+
+    def get_pipeline_run(self, run_id: str) -> dict:
+        return _times(self._request("GET", f"/pipeline-runs/{run_id}"))
+
+    def list_pipeline_runs(self, *, pipeline: str | None = None, status: str | None = None,
+                           limit: int = 100) -> pl.DataFrame:
+        params = {k: v for k, v in {"pipeline": pipeline, "status": status, "limit": limit}.items() if v is not None}
+        return frame_from_json(self._request("GET", "/pipeline-runs", params=params))
+
+    def update_pipeline_run(self, run_id: str, **fields) -> dict:
+        return _times(self._request("PATCH", f"/pipeline-runs/{run_id}", json=fields))
+
+    def update_pipeline_step(self, run_id: str, name: str, **fields) -> dict:
+        return _times(self._request("PATCH", f"/pipeline-runs/{run_id}/steps/{name}", json=fields))
+
+    def create_schedule(self, pipeline: str, cron: str, **fields) -> dict:
+        body = {"pipeline": pipeline, "cron": cron, **_iso(fields)}
+        return _times(self._request("POST", "/schedules", json=body))
+
+    def get_schedule(self, schedule_id: str) -> dict:
+        return _times(self._request("GET", f"/schedules/{schedule_id}"))
+
+    def list_schedules(self) -> pl.DataFrame:
+        return frame_from_json(self._request("GET", "/schedules"))
+
+    def update_schedule(self, schedule_id: str, **fields) -> dict:
+        return _times(self._request("PATCH", f"/schedules/{schedule_id}", json=_iso(fields)))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._request("DELETE", f"/schedules/{schedule_id}")
+
+
+def _iso(fields: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
+
+
+def _times(record: dict) -> dict:
+    """The hub sends times as ISO text; give them back as datetimes, as the Store does."""
+    for key, value in record.items():
+        if key.endswith("_at") and isinstance(value, str):
+            record[key] = datetime.fromisoformat(value)
+    for step in record.get("steps") or ():
+        _times(step)
+    return record
 
 
 def _arrow_body(chunk: pa.Table) -> bytes:

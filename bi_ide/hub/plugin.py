@@ -5,6 +5,8 @@ same process reach the same Store through ``bi_ide.connect()``.
 """
 
 from bi_ide.hub import app
+from bi_ide.pipelines.schedule import start_scheduler
 
 HUB = app.Hub.from_env()
 ROUTES = HUB.routes()
+SCHEDULER = start_scheduler(HUB.store, interval_s=30)  # runs due pipeline schedules from this process

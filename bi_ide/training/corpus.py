@@ -3,13 +3,13 @@
 A corpus is a folder::
 
     manifest.json            what is here: tokenizer, dtype, shards with sha256, totals, sources
-    tokenizer.json           the byte-level BPE (see bi_ide.training.tokenizer)
-    tokenizer_config.json
+    tokenizer.json           the byte-level BPE (see bi_ide.training.tokenizer), trained here or a
+    tokenizer_config.json    pretrained model's own (``tokenizer=``: fine-tuning needs its ids)
     train_000.bin ...        the training split, documents in a seeded shuffled order
     val_arabic_000.bin ...   the validation split, one shard series per domain (arabic, code, text)
 
 Shards are flat arrays of token ids (uint16 when the vocabulary fits, else uint32), each document
-followed by ``<|endoftext|>``; ``np.memmap`` reads them (nanoGPT's ``.bin`` layout). Validation is
+followed by ``<|endoftext|>`` (a model's tokenizer: its eos token); ``np.memmap`` reads them (nanoGPT's ``.bin`` layout). Validation is
 kept per domain so Arabic and code bits-per-byte are separate numbers: every shard records the
 UTF-8 bytes of the (normalised) text it holds, and bpb = loss_nats * tokens / (ln 2 * bytes).
 
@@ -44,7 +44,14 @@ import polars as pl
 
 from bi_ide.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from bi_ide.training.arabic import DOMAINS, is_arabic, normalize_document
-from bi_ide.training.tokenizer import BPETokenizer, check_vocab_size, train_tokenizer
+from bi_ide.training.tokenizer import (
+    BPETokenizer,
+    check_model_tokenizer,
+    check_vocab_size,
+    load_model_tokenizer,
+    save_model_tokenizer,
+    train_tokenizer,
+)
 
 BUILTIN_SOURCES = ("builtin:quran", "builtin:quran-imlai", "builtin:stdlib")
 DEFAULT_SOURCES = ("builtin:quran", "builtin:stdlib")
@@ -257,15 +264,21 @@ def prepare_corpus(sources: Sequence[str] = DEFAULT_SOURCES, out_dir: str | os.P
                    vocab_size: int = 8192, val_fraction: float = 0.05, seed: int = 0,
                    max_bytes_per_source: int = 8 * MIB, store=None, progress: Progress | None = None, *,
                    name: str | None = None, strip_diacritics: bool = False, shard_tokens: int = 100_000_000,
-                   min_frequency: int = 2, overwrite: bool = False) -> dict:
+                   min_frequency: int = 2, overwrite: bool = False,
+                   tokenizer: str | os.PathLike | None = None) -> dict:
     """Build a corpus folder from ``sources`` and return its manifest (with ``path`` added).
 
-    Steps: 1. check every argument and source; 2. read each source up to ``max_bytes_per_source``;
-    3. normalise Arabic documents and drop exact duplicates (sha256 of the normalised text);
-    4. split by document, per domain, seeded; 5. train the tokenizer on the train split;
-    6. encode and write shards; 7. write the manifest and rename the folder into place;
-    8. record the corpus in ``store`` when one is given. ``progress(stage, done, total)`` is
-    called as work advances.
+    Steps: 1. check every argument and source (and load ``tokenizer``); 2. read each source up to
+    ``max_bytes_per_source``; 3. normalise Arabic documents and drop exact duplicates (sha256 of
+    the normalised text); 4. split by document, per domain, seeded; 5. train the tokenizer on the
+    train split, or save the given one; 6. encode and write shards; 7. write the manifest and rename
+    the folder into place; 8. record the corpus in ``store`` when one is given.
+    ``progress(stage, done, total)`` is called as work advances.
+
+    ``tokenizer`` is a pretrained model's tokenizer to use instead of training one (a local model
+    folder, a ``tokenizer.json`` or a ``.gguf`` file, see ``load_model_tokenizer``): a model can be
+    fine-tuned only on its own token ids. ``vocab_size`` and ``min_frequency`` are then ignored; the
+    manifest's ``vocab_size`` is the tokenizer's full size and ``tokenizer_source`` its path.
     """
     # 1. Arguments first: a bad value must not leave anything behind.
     sources = list(sources)
@@ -273,7 +286,10 @@ def prepare_corpus(sources: Sequence[str] = DEFAULT_SOURCES, out_dir: str | os.P
         raise ConfigError(f"no sources given; pass folders, files or {list(BUILTIN_SOURCES)}")
     for spec in sources:
         check_source(spec)
-    check_vocab_size(vocab_size)
+    if tokenizer is None:
+        check_vocab_size(vocab_size)
+    else:
+        tokenizer = check_model_tokenizer(tokenizer).resolve()
     if not isinstance(val_fraction, int | float) or not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}; 0.05 is usual")
     if not isinstance(max_bytes_per_source, int) or max_bytes_per_source < 1:
@@ -286,6 +302,12 @@ def prepare_corpus(sources: Sequence[str] = DEFAULT_SOURCES, out_dir: str | os.P
         raise ConflictError(f"{out} already exists; choose another output folder or overwrite it (--force)")
     report = progress or (lambda stage, done, total: None)
     started = time.monotonic()
+    model_tokenizer = source = None
+    if tokenizer is not None:
+        source = str(tokenizer)
+        report("load-tokenizer", 0, 1)
+        model_tokenizer = load_model_tokenizer(source)
+        report("load-tokenizer", 1, 1)
 
     # 2. Read.
     docs, reports = [], []
@@ -321,12 +343,18 @@ def prepare_corpus(sources: Sequence[str] = DEFAULT_SOURCES, out_dir: str | os.P
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        report("tokenizer", 0, 1)
-        tokenizer = train_tokenizer((d.text for d in train), vocab_size, min_frequency=min_frequency,
-                                    strip_diacritics=strip_diacritics, length=len(train))
-        tokenizer.save(tmp / "tokenizer.json")
-        report("tokenizer", 1, 1)
-        dtype = "uint16" if tokenizer.vocab_size <= 65535 else "uint32"
+        if model_tokenizer is None:
+            report("tokenizer", 0, 1)
+            tokenizer = train_tokenizer((d.text for d in train), vocab_size, min_frequency=min_frequency,
+                                        strip_diacritics=strip_diacritics, length=len(train))
+            tokenizer.save(tmp / "tokenizer.json")
+            report("tokenizer", 1, 1)
+            full_vocab = tokenizer.vocab_size
+        else:
+            tokenizer = save_model_tokenizer(model_tokenizer, tmp, strip_diacritics=strip_diacritics, source=source)
+            # len() counts added tokens that may lie past the backend's count; every id must fit.
+            full_vocab = max(len(model_tokenizer), tokenizer.vocab_size)
+        dtype = "uint16" if full_vocab <= 65535 else "uint32"
         shards, stats = _write_shards(tmp, tokenizer, train, val, dtype, shard_tokens, report)
         manifest = {
             "format": "bi-ide-corpus",
@@ -335,9 +363,10 @@ def prepare_corpus(sources: Sequence[str] = DEFAULT_SOURCES, out_dir: str | os.P
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "tokenizer": "tokenizer.json",
             "tokenizer_sha256": file_sha256(tmp / "tokenizer.json"),
+            "tokenizer_source": source,
             "dtype": dtype,
-            "vocab_size": tokenizer.vocab_size,
-            "vocab_size_requested": vocab_size,
+            "vocab_size": full_vocab,
+            "vocab_size_requested": vocab_size if model_tokenizer is None else None,
             "eot_id": tokenizer.eot_id,
             "pad_id": tokenizer.pad_id,
             "normalization": {"arabic": {"strip_diacritics": strip_diacritics}, "code": None, "text": None},

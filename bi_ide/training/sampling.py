@@ -52,7 +52,7 @@ def generate(store, model: str, prompt: str, *, max_new_tokens: int = 100, tempe
     net, tokenizer, _ = load_model(store, model)
     torch.manual_seed(seed)
     domain = "arabic" if prompt and is_arabic(prompt) else "text"
-    ids = tokenizer.encode(prompt, domain) if prompt else [tokenizer.hf.token_to_id("<|endoftext|>")]
+    ids = tokenizer.encode(prompt, domain) if prompt else [tokenizer.eot_id]  # a model's tokenizer: its eos
     idx = torch.tensor([ids], dtype=torch.long)  # (1, T)
     out = net.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
     return tokenizer.decode(out[0].tolist()[len(ids) if prompt else 1:]) if not prompt else tokenizer.decode(out[0].tolist())

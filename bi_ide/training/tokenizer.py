@@ -15,10 +15,16 @@ Two choices matter for the data:
   :mod:`bi_ide.training.arabic`); code and other text go in byte for byte. Special-token strings
   that occur in a document (``<|endoftext|>`` in a source file) are encoded as plain text; only
   :meth:`BPETokenizer.encode_document` adds the real end-of-text token.
+
+A pretrained model brings its own tokenizer (:func:`load_model_tokenizer`: a model folder, a
+``tokenizer.json`` or a ``.gguf`` file). :func:`save_model_tokenizer` writes it into a corpus the
+same way (``tokenizer.json`` + ``tokenizer_config.json``), and :class:`BPETokenizer` reads it back
+with the model's end-of-sequence token in place of ``<|endoftext|>``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -36,6 +42,7 @@ SPECIAL_TOKENS = (EOT, PAD, *DOMAIN_TAGS.values())
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)  # the byte alphabet and the special tokens
 MAX_VOCAB_SIZE = 262_144
 CONFIG_FILE = "tokenizer_config.json"
+MODEL_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 # GPT-4 (cl100k) pre-tokenizer pattern with combining marks (\p{M}) kept inside words.
 SPLIT_PATTERN = (
@@ -56,18 +63,25 @@ def check_vocab_size(vocab_size: int) -> int:
 
 
 class BPETokenizer:
-    """A trained byte-level BPE plus the normalisation setting it was trained with."""
+    """A byte-level BPE (ours, or a pretrained model's) plus the normalisation setting of its corpus.
 
-    def __init__(self, tokenizer: Tokenizer, *, strip_diacritics: bool = False):
+    ``eos_token`` ends every document (``eot_id``); ``pad_token`` (``pad_id``) falls back to it. A
+    model's tokenizer has no domain tags, so ``domain_tag_id`` gives None there.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, strip_diacritics: bool = False, eos_token: str = EOT,
+                 pad_token: str | None = PAD):
         self.hf = tokenizer
         # Text that spells a special token is data, not a control token.
         self.hf.encode_special_tokens = True
         self.strip_diacritics = strip_diacritics
-        missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+        self.eos_token, self.pad_token = eos_token, pad_token or eos_token
+        missing = [t for t in dict.fromkeys((self.eos_token, self.pad_token)) if tokenizer.token_to_id(t) is None]
         if missing:
-            raise ValidationError(f"the tokenizer lacks the special tokens {missing}; train it with train_tokenizer()")
-        self.eot_id = tokenizer.token_to_id(EOT)
-        self.pad_id = tokenizer.token_to_id(PAD)
+            raise ValidationError(f"the tokenizer lacks the special tokens {missing}; train it with train_tokenizer() "
+                                  "or save a model's tokenizer with save_model_tokenizer()")
+        self.eot_id = tokenizer.token_to_id(self.eos_token)
+        self.pad_id = tokenizer.token_to_id(self.pad_token)
 
     @property
     def vocab_size(self) -> int:
@@ -92,7 +106,7 @@ class BPETokenizer:
         return [e.ids for e in self.hf.encode_batch_fast(normalised, add_special_tokens=False)]
 
     def encode_document(self, text: str, domain: str = "text", *, domain_tag: bool = False) -> list[int]:
-        """A document as the model reads it: [domain tag] + tokens + ``<|endoftext|>``."""
+        """A document as the model reads it: [domain tag] + tokens + end of text (``eot_id``)."""
         tag = self.domain_tag_id(domain) if domain_tag else None
         return ([tag] if tag is not None else []) + self.encode(text, domain) + [self.eot_id]
 
@@ -129,10 +143,97 @@ class BPETokenizer:
             raise ValidationError(f"{path} is not a tokenizers JSON file: {e}") from e
         config_file = path.with_name(CONFIG_FILE)
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-        return cls(hf, strip_diacritics=bool(config.get("bi_ide", {}).get("strip_diacritics", False)))
+        # A model's config may name its tokens as AddedToken dicts and leave the pad token out.
+        eos = _token_content(config.get("eos_token")) if config else EOT
+        pad = _token_content(config.get("pad_token")) if config else PAD
+        if eos is None:
+            raise ValidationError(f"{config_file} names no eos_token; the corpus needs one to end documents")
+        return cls(hf, strip_diacritics=bool(config.get("bi_ide", {}).get("strip_diacritics", False)),
+                   eos_token=eos, pad_token=pad)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, strip_diacritics={self.strip_diacritics})"
+
+
+def _token_content(token) -> str | None:
+    return token.get("content") if isinstance(token, dict) else token
+
+
+# -- a pretrained model's tokenizer --------------------------------------------------------------
+def check_model_tokenizer(path: str | os.PathLike) -> Path:
+    """``path`` if it can hold a model's tokenizer (a folder with tokenizer files, a .json, a .gguf), else an error."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"tokenizer {str(path)!r} does not exist; pass a local model folder, a tokenizer.json "
+                            "or a .gguf file")
+    if path.is_dir():
+        if not any((path / name).is_file() for name in MODEL_TOKENIZER_FILES):
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = f"; to use a GGUF file pass it itself (here: {ggufs})" if ggufs else ""
+            raise NotFoundError(f"{str(path)!r} holds no tokenizer files ({', '.join(MODEL_TOKENIZER_FILES)}){hint}")
+    elif path.suffix == ".gguf":
+        if importlib.util.find_spec("gguf") is None:
+            raise ConfigError(f"reading the tokenizer of {path.name} needs the gguf package; run: pip install gguf")
+    elif path.suffix != ".json":
+        raise ConfigError(f"tokenizer {str(path)!r} is neither a folder, a .json nor a .gguf file")
+    return path
+
+
+def load_model_tokenizer(path: str | os.PathLike):
+    """A pretrained model's fast tokenizer from local files only.
+
+    ``path`` is a model folder with tokenizer files, a ``tokenizer.json`` (a ``tokenizer_config.json``
+    beside it names the special tokens) or a ``.gguf`` file (needs the gguf package). The tokenizer
+    must be a fast one (it has a ``tokenizer.json``) and name an eos token.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = check_model_tokenizer(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        if path.suffix == ".json":
+            tok = PreTrainedTokenizerFast(tokenizer_file=str(path), **_special_tokens(folder / CONFIG_FILE))
+        else:
+            gguf = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **gguf)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # transformers' ways of saying "cannot read this"
+        raise ConfigError(f"cannot load a tokenizer from {str(path)!r}: {e}") from e
+    if not getattr(tok, "is_fast", False):
+        raise ConfigError(f"the tokenizer at {str(path)!r} is not a fast tokenizer (no tokenizer.json); "
+                          "convert it with transformers and save_pretrained() first")
+    if tok.eos_token_id is None:
+        if tok.backend_tokenizer.token_to_id(EOT) is None:
+            raise ConfigError(f"the tokenizer at {str(path)!r} names no eos_token, needed to end each document; "
+                              f"add \"eos_token\" to {folder / CONFIG_FILE}")
+        tok.eos_token = EOT  # GPT-2-style vocabularies end documents with it
+    return tok
+
+
+def _special_tokens(config_file: Path) -> dict:
+    if not config_file.is_file():
+        return {}
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    keys = ("bos_token", "eos_token", "unk_token", "pad_token")
+    return {k: _token_content(config[k]) for k in keys if config.get(k) is not None}
+
+
+def save_model_tokenizer(tokenizer, folder: str | os.PathLike, *, strip_diacritics: bool = False,
+                         source: str | None = None) -> BPETokenizer:
+    """Write a model's tokenizer into ``folder`` (``tokenizer.json``, ``tokenizer_config.json``) and read it back.
+
+    The config keeps the model's own fields (AutoTokenizer loads the folder as the model's tokenizer)
+    plus our ``bi_ide`` block: the normalisation setting and where the tokenizer came from.
+    """
+    folder = Path(folder)
+    tokenizer.save_pretrained(str(folder))
+    if not (folder / "tokenizer.json").is_file():
+        raise ValidationError(f"saving the tokenizer from {source!r} wrote no tokenizer.json; it needs a fast tokenizer")
+    config_file = folder / CONFIG_FILE
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["eos_token"] = tokenizer.eos_token  # set by load_model_tokenizer when the model named none
+    config["bi_ide"] = {"strip_diacritics": strip_diacritics, "normalised_domains": ["arabic"], "source": source}
+    _write_text(config_file, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return BPETokenizer.load(folder / "tokenizer.json")
 
 
 def _write_text(path: Path, text: str) -> None:
