@@ -279,3 +279,28 @@ def test_train_status_lists_progress(corpus, tmp_path):
         train(config(corpus, tmp_path, max_steps=10), s, handle_signals=False)
     out = runner.invoke(main, ["train", "status", "--db", str(db)]).output
     assert "10/10" in out and "done" in out
+
+
+def test_a_checkpoint_records_how_it_was_written(corpus, tmp_path, store):
+    import json
+    from pathlib import Path
+
+    summary = train(config(corpus, tmp_path, max_steps=5, eval_interval=100), store, handle_signals=False)
+    meta = json.loads((Path(summary["run_dir"]) / "step-00000005" / "meta.json").read_text())
+    assert (meta["strategy"], meta["world_size"], meta["zero_stage"]) == ("single", 1, None)
+    assert set(meta["files"]) == {"model.safetensors", "state.pt"}
+
+
+def test_ddp_in_one_process_trains_like_single(corpus, tmp_path, store, monkeypatch):
+    import torch.distributed as dist
+
+    from bi_ide.training.distributed import free_port
+
+    # what a launcher would set for rank 0 of 1; monkeypatch restores the environment afterwards
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
+                        ("MASTER_PORT", str(free_port()))):
+        monkeypatch.setenv(name, value)
+    single = train(config(corpus, tmp_path / "a", max_steps=10), store, handle_signals=False)
+    ddp = train(config(corpus, tmp_path / "b", max_steps=10, strategy="ddp"), store, handle_signals=False)
+    assert ddp["status"] == "done" and not dist.is_initialized()  # the trainer left its process group
+    assert ddp["losses"] == pytest.approx(single["losses"], rel=1e-6)

@@ -55,6 +55,19 @@ class TrainConfig(param.Parameterized):
     gpu_percent = param.Integer(default=100, bounds=(1, 100), doc="Share of GPU memory this run may take (seed cap).")
     seed = param.Integer(default=1337, bounds=(0, 2**31 - 1), doc="Seed of every random number generator.")
 
+    # -- several processes (bi-ide train launch; docs/training.md, "Distributed") ---------------
+    strategy = param.Selector(default="single", objects=["single", "ddp", "deepspeed"],
+                              doc="single: one process; ddp: torch DistributedDataParallel; deepspeed: DeepSpeed's "
+                                  "engine with ZeRO. batch_size is per process: N processes train like one with "
+                                  "N × batch_size.")
+    zero_stage = param.Integer(default=0, bounds=(0, 3),
+                               doc="DeepSpeed ZeRO stage: 0 plain data parallel, 1 shards the optimizer state, "
+                                   "2 also gradients, 3 also the weights (strategy=deepspeed).")
+    offload = param.Boolean(default=False, doc="ZeRO: keep the optimizer state in CPU memory and step it there "
+                                               "(DeepSpeedCPUAdam; strategy=deepspeed, zero_stage >= 1).")
+    deepspeed_config = param.String(default="", doc="A DeepSpeed JSON file merged over the config generated from "
+                                                    "these settings (strategy=deepspeed); empty: generated only.")
+
     # -- evaluation and checkpoints ------------------------------------------------------
     log_interval = param.Integer(default=10, bounds=(1, None), doc="Steps between metric writes to the store.")
     eval_interval = param.Integer(default=200, bounds=(1, None), doc="Steps between validation evaluations.")
@@ -73,8 +86,19 @@ class TrainConfig(param.Parameterized):
                 f"min_lr={self.min_lr} is above learning_rate={self.learning_rate}; min_lr must be ≤ learning_rate"
             )
 
+    @param.depends("strategy", "zero_stage", "offload", "deepspeed_config", watch=True, on_init=True)
+    def _check_strategy(self):
+        if self.strategy != "deepspeed":
+            for name, default in (("zero_stage", 0), ("offload", False), ("deepspeed_config", "")):
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{name}={getattr(self, name)!r} is a DeepSpeed setting; set strategy=deepspeed "
+                                      f"or leave {name} at {default!r}")
+        elif self.offload and self.zero_stage == 0:
+            raise ConfigError("offload=True needs ZeRO: set zero_stage to 1, 2 or 3")
+
     @property
     def tokens_per_step(self) -> int:
+        """Tokens one process reads per optimizer step (times the number of processes for the run's)."""
         return self.batch_size * self.grad_accum * self.seq_len
 
     def to_dict(self) -> dict:

@@ -12,6 +12,7 @@ from bi_ide.clikit import Group, db_option, open_store
 from bi_ide.errors import ConfigError
 from bi_ide.store import RUN_STATUSES
 from bi_ide.training.config import RECIPES, parse_overrides, recipe
+from bi_ide.training.launch_cli import launch
 
 
 @click.group(cls=Group)
@@ -81,6 +82,9 @@ class _ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+train.add_command(launch)
 
 
 @train.command("params")

@@ -9,12 +9,17 @@ the store: its status (queued → running → done / stopped / failed), its metr
 Resuming is exact: a checkpoint carries the optimizer, scaler and every RNG state, and the data
 position, so on the CPU an interrupted and resumed run ends with the same losses and weights as an
 uninterrupted one (tests/test_trainer.py checks it).
+
+The same loop runs in one process or several (``strategy``: single, ddp, deepspeed): what differs
+— wrapping, backward, optimizer step, the rank's slice of the global batch, checkpoints — is behind
+bi_ide.training.distributed's Strategy. Only rank 0 creates the run and writes metrics and status.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from bi_ide.errors import ConfigError, NotFoundError, WorkbenchError
 from bi_ide.training import checkpoint as ckpt
 from bi_ide.training.config import TrainConfig
 from bi_ide.training.corpus import TokenShards, load_manifest
+from bi_ide.training.distributed import QuietLog, make_strategy
 from bi_ide.training.hardware import GPUReader, apply_caps, peak_flops, pick_device, pick_precision
 from bi_ide.training.runlog import RunLog
 
@@ -62,17 +68,8 @@ def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
 
 def build_model(config: TrainConfig, vocab_size: int) -> torch.nn.Module:
     """The model the config names, shaped for the corpus' vocabulary."""
-    from bi_ide.training.model import BITransformer, ModelConfig
-
-    shape = ModelConfig.from_preset(config.preset, vocab_size=vocab_size, dropout=config.dropout)
-    if config.seq_len > shape.block_size:
-        raise ConfigError(
-            f"seq_len={config.seq_len} is longer than preset {config.preset}'s context of {shape.block_size}; "
-            f"use seq_len <= {shape.block_size}"
-        )
-    if config.model == "bi":
-        return BITransformer(shape)
     from bi_ide.training import hf
+    from bi_ide.training.model import BITransformer, ModelConfig
 
     if config.model == "pretrained":
         if not config.init_from:
@@ -82,18 +79,35 @@ def build_model(config: TrainConfig, vocab_size: int) -> torch.nn.Module:
         if wrapped.vocab_size < vocab_size:
             raise ConfigError(
                 f"the pretrained model's vocabulary ({wrapped.vocab_size}) is smaller than the corpus' "
-                f"({vocab_size}); prepare the corpus with that model's tokenizer"
+                f"({vocab_size}); prepare the corpus with that model's tokenizer (bi-ide data prepare --tokenizer)"
             )
+        _check_context(config.seq_len, wrapped.block_size, "the pretrained model")
         return wrapped
+    shape = ModelConfig.from_preset(config.preset, vocab_size=vocab_size, dropout=config.dropout)
+    _check_context(config.seq_len, shape.block_size, f"preset {config.preset}")
+    if config.model == "bi":
+        return BITransformer(shape)
     return hf.HFCausalLM(hf.hf_from_config(config.model, **shape.to_dict()))
+
+
+def _check_context(seq_len: int, block_size: int, what: str) -> None:
+    if seq_len > block_size:
+        raise ConfigError(f"seq_len={seq_len} is longer than {what}'s context of {block_size}; "
+                          f"use seq_len <= {block_size}")
 
 
 class Trainer:
     """Runs one TrainConfig to the end (or to a stop) and records it in the store."""
 
-    def __init__(self, config: TrainConfig, store=None, *, on_step=None, handle_signals: bool = True):
+    def __init__(self, config: TrainConfig, store=None, *, on_step=None, handle_signals: bool = True,
+                 strategy=None):
         self.config = config
-        self.store = store if store is not None else bi_ide.connect()
+        # A strategy passed in (bi_ide.training.launch) is the caller's to close; one made here is ours.
+        self._owns_strategy = strategy is None
+        self.strategy = strategy if strategy is not None else make_strategy(config)
+        if store is None and self.strategy.is_main:
+            store = bi_ide.connect()
+        self.store = store  # None on ranks other than 0: they never touch the store
         self.on_step = on_step
         self.handle_signals = handle_signals
         self._stop_reason: str | None = None
@@ -106,9 +120,10 @@ class Trainer:
         c = self.config
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
-        self.device = pick_device(c.device)
+        self.device = self.strategy.device(pick_device(c.device))
         self.dtype = pick_precision(self.device, c.precision)
         apply_caps(self.device, c.cpu_percent, c.gpu_percent)
+        self.strategy.share_cores(self.device)
         self.manifest, _ = load_manifest(c.corpus)
         self.train_data = TokenShards(c.corpus, "train")
         self.val_data = {}
@@ -117,15 +132,18 @@ class Trainer:
                 shards = TokenShards(c.corpus, "val", domain=domain)
                 if len(shards) > c.seq_len + 1:
                     self.val_data[domain] = shards
-        if len(self.train_data) <= c.tokens_per_step:
+        # one optimizer step reads batch_size windows per rank and micro-batch: the global batch
+        self.step_tokens = c.tokens_per_step * self.strategy.world_size
+        if len(self.train_data) <= self.step_tokens:
             raise ConfigError(
                 f"the corpus' train split has {len(self.train_data)} tokens, less than one step's "
-                f"{c.tokens_per_step} (batch_size × grad_accum × seq_len); use a bigger corpus or smaller batch"
+                f"{self.step_tokens} (batch_size × grad_accum × seq_len × processes); use a bigger corpus or "
+                "smaller batch"
             )
-        steps_per_epoch = len(self.train_data) // c.tokens_per_step
+        steps_per_epoch = len(self.train_data) // self.step_tokens
         total = c.max_steps or c.epochs * steps_per_epoch
         if c.max_tokens:
-            total = min(total, max(1, c.max_tokens // c.tokens_per_step))
+            total = min(total, max(1, c.max_tokens // self.step_tokens))
         self.total_steps, self.steps_per_epoch = total, steps_per_epoch
 
         self.model = build_model(c, self.manifest["vocab_size"]).to(self.device)
@@ -135,11 +153,13 @@ class Trainer:
             [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=c.learning_rate, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda",
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.autocast = torch.amp.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
-        self.forward = torch.compile(self.model) if c.compile else self.model
+        # counted before the strategy wraps the model: ZeRO-3 leaves each rank a slice of every weight
+        self.params_count = sum(p.numel() for p in self.model.parameters()) if not hasattr(
+            self.model, "num_params") else self.model.num_params()
         self.peak = peak_flops(self.device)
         self.flops_per_token = self._flops_per_token()
+        self.autocast = self.strategy.autocast(self.device, self.dtype)
+        self.forward = self.strategy.prepare(self.model, self.optimizer, self.device, self.dtype)
         self.gpu = GPUReader(self.device)
 
     def _flops_per_token(self) -> float:
@@ -155,22 +175,26 @@ class Trainer:
         if c.resume_from:
             self._resume(c.resume_from)
         else:
-            name = c.run_name or f"{c.preset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-            run = self.store.create_run(name, kind="train", config=c.to_dict(), preset=c.preset,
-                                        device=str(self.device))
-            self.run_id = run["id"]
+            run_id = None
+            if self.strategy.is_main:
+                name = c.run_name or f"{c.preset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+                run = self.store.create_run(name, kind="train", config=c.to_dict(), preset=c.preset,
+                                            device=str(self.device))
+                run_id = run["id"]
+            self.run_id = self.strategy.broadcast(run_id)
         self.run_dir = Path(c.out_dir) / self.run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = RunLog(self.store, self.run_id, self.run_dir / "spool.jsonl")
-        params = self.model.num_params() if hasattr(self.model, "num_params") else None
+        self.log = RunLog(self.store, self.run_id, self.run_dir / "spool.jsonl") if self.strategy.is_main \
+            else QuietLog()
+        params = self.params_count if hasattr(self.model, "num_params") else None
         self.log.status(status="running", device=str(self.device), params_count=params,
                         total_steps=self.total_steps, step=self.step, stop_requested=False)
 
     def _resume(self, source: str) -> None:
-        folder, digest = self._find_checkpoint(source)
-        state, meta = ckpt.load(folder, self.model, digest=digest, map_location=self.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        # rank 0 asks the store which checkpoint; every rank then loads it
+        found = self._find_checkpoint(source) if self.strategy.is_main else None
+        folder, digest = self.strategy.broadcast(found)
+        state, meta = self.strategy.load_checkpoint(folder, digest, self.device)
         ckpt.set_rng_state(state["rng"])
         self.run_id = meta["run_id"]
         self.step, self.position, self.tokens_seen = meta["step"], meta["position"], meta["tokens_seen"]
@@ -192,20 +216,26 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
         """Train to the end, a stop or an error; return a summary of the run."""
-        self._setup()
-        self._start_run()
-        previous = self._install_signals()
+        finished = False
         try:
-            self._loop()
-            self._finish("done")
-        except StopRequested:
-            self._finish("stopped")
-        except BaseException as e:
-            self.log.status(status="failed", error=f"{type(e).__name__}: {e}"[:2000])
-            self.log.flush()
-            raise
+            self._setup()
+            self._start_run()
+            previous = self._install_signals()
+            try:
+                self._loop()
+                self._finish("done")
+            except StopRequested:
+                self._finish("stopped")
+            except BaseException as e:
+                self.log.status(status="failed", error=f"{type(e).__name__}: {e}"[:2000])
+                self.log.flush()
+                raise
+            finally:
+                self._restore_signals(previous)
+            finished = True
         finally:
-            self._restore_signals(previous)
+            if self._owns_strategy:
+                self.strategy.close(wait=finished)
         return self.summary
 
     def _loop(self) -> None:
@@ -217,29 +247,26 @@ class Trainer:
         while self.step < self.total_steps:
             # 1. the learning rate of this step
             lr = lr_at(self.step, c, self.total_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            # 2. forward and backward over grad_accum micro-batches
+            self.strategy.set_lr(lr)
+            # 2. forward and backward over grad_accum micro-batches, each rank on its slice of the global batch
             loss_sum = 0.0
-            for _ in range(c.grad_accum):
-                batch = self.train_data.batch(self.position, c.batch_size, c.seq_len)
+            for i in range(c.grad_accum):
+                batch = self.train_data.batch(self.position, c.batch_size * self.strategy.world_size, c.seq_len)
                 self.position = batch.next_position
-                x = torch.from_numpy(batch.inputs).to(self.device, non_blocking=True)  # (B, T)
-                y = torch.from_numpy(batch.targets).to(self.device, non_blocking=True)  # (B, T)
-                with self.autocast:
-                    _, loss = self.forward(x, y)
-                loss_sum += loss.item()
-                self.scaler.scale(loss / c.grad_accum).backward()
+                inputs, targets = self.strategy.shard(batch)
+                x = torch.from_numpy(inputs).to(self.device, non_blocking=True)  # (B, T)
+                y = torch.from_numpy(targets).to(self.device, non_blocking=True)  # (B, T)
+                with self.strategy.micro_batch(last=i == c.grad_accum - 1):
+                    with self.autocast:
+                        _, loss = self.forward(x, y)
+                    loss_sum += loss.item()
+                    self.strategy.backward(loss)
             # 3. clip, step, zero
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+            grad_norm = self.strategy.step()
             self.step += 1
-            self.tokens_seen += c.tokens_per_step
-            window_tokens += c.tokens_per_step
-            self.last_loss = loss_sum / c.grad_accum
+            self.tokens_seen += self.step_tokens
+            window_tokens += self.step_tokens
+            self.last_loss = self.strategy.mean(loss_sum / c.grad_accum)  # the global batch's loss
             self.losses.append(self.last_loss)
             # 4. metrics, evaluation, checkpoints, stop requests
             val = {}
@@ -264,7 +291,7 @@ class Trainer:
         values = {"loss": self.last_loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
                   "epoch": self.tokens_seen / max(1, len(self.train_data))}
         if self.peak:
-            values["mfu"] = tokens_per_s * self.flops_per_token / self.peak
+            values["mfu"] = tokens_per_s * self.flops_per_token / (self.peak * self.strategy.world_size)
         values.update(self.gpu.read())
         self.log.log(self.step, time.time(), values)
         self.log.flush()
@@ -287,7 +314,7 @@ class Trainer:
                     _, loss = self.forward(x, y)
                 total += loss.item()
                 n += 1
-            mean = total / n
+            mean = self.strategy.mean(total / n)  # every rank evaluates; they agree on best and patience
             losses.append(mean)
             values[f"val_loss_{domain}"] = mean
             values[f"val_bpb_{domain}"] = data.bits_per_byte(mean)
@@ -304,15 +331,16 @@ class Trainer:
         self.last_val = values
         return values
 
-    def _checkpoint(self, kind: str) -> ckpt.Checkpoint:
-        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                 "rng": ckpt.rng_state()}
+    def _checkpoint(self, kind: str) -> ckpt.Checkpoint | None:
+        """Every rank takes part; rank 0 records it (and gets the Checkpoint, None elsewhere)."""
         meta = {"run_id": self.run_id, "step": self.step, "position": self.position, "kind": kind,
                 "tokens_seen": self.tokens_seen, "best_val": self.best_val, "evals_since_best": self.evals_since_best,
                 "config": self.config.to_dict(), "vocab_size": self.manifest["vocab_size"],
                 "corpus": str(self.config.corpus)}
         folder = self.run_dir / ("best" if kind == "best" else f"step-{self.step:08d}")
-        saved = ckpt.save(folder, self.model, state, meta)
+        saved = self.strategy.save_checkpoint(folder, {"rng": ckpt.rng_state()}, meta)
+        if saved is None:
+            return None
         self.log.checkpoint(step=self.step, path=str(folder.resolve()), kind=kind, sha256=saved.digest,
                             size_bytes=saved.size_bytes, loss=self.last_loss)
         if kind != "best":
@@ -322,9 +350,7 @@ class Trainer:
     def _prune(self) -> None:
         steps = sorted(self.run_dir.glob("step-*"))
         for old in steps[: -self.config.keep_checkpoints]:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+            shutil.rmtree(old)  # a DeepSpeed checkpoint has a deepspeed/ subfolder
 
     # -- ending ----------------------------------------------------------------------------------
     def _finish(self, status: str) -> None:
@@ -332,7 +358,7 @@ class Trainer:
         self.log.status(status=status, step=self.step)
         flushed = self.log.flush()
         model = None
-        if status == "done" and flushed:
+        if status == "done" and flushed and self.strategy.is_main:
             model = self._register_best()
         self.summary = {"run_id": self.run_id, "status": status, "steps": self.step, "losses": self.losses,
                         "best_val_loss": self.best_val, "val": getattr(self, "last_val", {}),
@@ -345,25 +371,26 @@ class Trainer:
         if checkpoints.is_empty():
             return None
         best = checkpoints.sort("step", descending=True).row(0, named=True)
-        name = self.config.run_name or f"bi-{self.config.preset}"
+        name = self.config.run_name or (f"{Path(self.config.init_from).stem}-ft" if self.config.model == "pretrained"
+                                        else f"bi-{self.config.preset}")
         return self.store.register_model(name, run_id=self.run_id, checkpoint_id=best["id"],
                                          params_count=self.model_params(), metrics=getattr(self, "last_val", {}))
 
     def model_params(self) -> int:
-        return self.model.num_params() if hasattr(self.model, "num_params") else sum(
-            p.numel() for p in self.model.parameters())
+        return self.params_count
 
     # -- stopping --------------------------------------------------------------------------------
     def request_stop(self, reason: str = "requested") -> None:
         self._stop_reason = reason
 
     def _check_stop(self) -> None:
-        if self._stop_reason is None:
+        if self._stop_reason is None and self.strategy.is_main:
             with contextlib.suppress(WorkbenchError):
                 if self.store.get_run(self.run_id).get("stop_requested"):
                     self._stop_reason = "stop requested through the store"
-        if self._stop_reason is not None:
-            raise StopRequested(self._stop_reason)
+        # all ranks stop at the same step, or the others would wait for them forever
+        if self.strategy.any(self._stop_reason is not None):
+            raise StopRequested(self._stop_reason or "another process was asked to stop")
 
     def _install_signals(self):
         if not self.handle_signals:
