@@ -1,13 +1,13 @@
 # BI-IDE Workbench — set-up, serve and test.
 #   make up      .venv + DuckDB file + local token, then serve the hub and dashboards on :$(PORT)
 #   make test    ruff, pytest (tests/), nbval (notebooks/) — the command CI runs
-# Variables: PYTHON (python3), EXTRAS (dev; e.g. EXTRAS=dev,deepspeed), PORT (5006),
+# Variables: PYTHON (python3), EXTRAS (dev,deepspeed; EXTRAS=dev skips DeepSpeed), PORT (5006),
 #            TORCH_PIP_ARGS (extra pip arguments for the torch install, e.g. a CPU wheel index),
 #            PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k store -x").
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= dev
+EXTRAS ?= dev,deepspeed
 PORT ?= 5006
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
