@@ -293,7 +293,7 @@ def token_revoke(token_id, db):
 # -- runs -------------------------------------------------------------------------------
 @main.group(cls=Group)
 def runs():
-    """Training and pipeline runs recorded in the store."""
+    """Training runs recorded in the store (pipeline runs: `bi-ide pipeline runs`)."""
 
 
 @runs.command("list")
