@@ -60,9 +60,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path):
-    """One headless Chromium for the session (Playwright driving Debian's binary)."""
+    """One headless Chromium per test module (Playwright driving Debian's binary).
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and later tests that call asyncio.run() would fail.
+    """
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip install playwright`")
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)

@@ -21,6 +21,7 @@ ACCENT = "#0f766e"
 KNOWN = {
     "overview": ("Overview", "hub health, store size and counts"),
     "training": ("Training", "runs, loss curves and checkpoints"),
+    "pipelines": ("Pipelines", "notebook pipeline runs, failed steps and schedules"),
     "gpu": ("GPUs", "utilisation, memory and temperature per GPU"),
     "workers": ("Workers", "the fleet: machines, heartbeats, commands"),
     "council": ("Council", "decisions, votes and members"),
