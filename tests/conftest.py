@@ -8,6 +8,7 @@ checkout's data/ or reaches a real hub.
 from __future__ import annotations
 
 import socket
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,42 @@ def chromium_path() -> str:
     if not CHROMIUM.is_file():
         pytest.skip(f"no {CHROMIUM}: install it (Debian: apt-get install chromium) to run the browser tests")
     return str(CHROMIUM)
+
+
+TINY_CODE = textwrap.dedent('''
+    def fibonacci(n):
+        """The n-th Fibonacci number."""
+        a, b = 0, 1
+        for _ in range(n):
+            a, b = b, a + b
+        return a
+
+
+    class Stack:
+        def __init__(self):
+            self.items = []
+
+        def push(self, item):
+            self.items.append(item)
+
+        def pop(self):
+            return self.items.pop()
+''')
+
+
+@pytest.fixture(scope="session", name="corpus")
+def tiny_corpus(tmp_path_factory) -> str:
+    """A tiny corpus folder: the Quran (a pinned package) and fixed code, the same tokens on every machine."""
+    from bi_ide.training.corpus import prepare_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    code = root / "code"
+    code.mkdir()
+    for i in range(12):
+        (code / f"module_{i}.py").write_text(TINY_CODE.replace("fibonacci", f"fibonacci_{i}").replace("Stack", f"Stack{i}"))
+    prepare_corpus(["builtin:quran", str(code)], root / "tiny", vocab_size=512, max_bytes_per_source=200_000,
+                   val_fraction=0.1, seed=0)
+    return str(root / "tiny")
 
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import click
@@ -29,33 +28,12 @@ from bi_ide.clikit import Group
 from bi_ide.errors import ConfigError
 from bi_ide.store import Store
 from bi_ide.training.config import debug
-from bi_ide.training.corpus import prepare_corpus
 from bi_ide.training.distributed import deepspeed_config, free_port
 from bi_ide.training.launch_cli import launch
 from bi_ide.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = {"rtol": 1e-5, "atol": 0.0}  # relative, on every step's loss
-
-CODE = textwrap.dedent('''
-    def fibonacci(n):
-        """The n-th Fibonacci number."""
-        a, b = 0, 1
-        for _ in range(n):
-            a, b = b, a + b
-        return a
-
-
-    class Stack:
-        def __init__(self):
-            self.items = []
-
-        def push(self, item):
-            self.items.append(item)
-
-        def pop(self):
-            return self.items.pop()
-''')
 
 
 @click.group(cls=Group)
@@ -64,19 +42,6 @@ def cli():
 
 
 cli.add_command(launch)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The Quran (pinned package) and fixed code: the same tokens on every machine."""
-    root = tmp_path_factory.mktemp("corpus")
-    code = root / "code"
-    code.mkdir()
-    for i in range(12):
-        (code / f"module_{i}.py").write_text(CODE.replace("fibonacci", f"fibonacci_{i}").replace("Stack", f"Stack{i}"))
-    prepare_corpus(["builtin:quran", str(code)], root / "tiny", vocab_size=512, max_bytes_per_source=200_000,
-                   val_fraction=0.1, seed=0)
-    return str(root / "tiny")
 
 
 @pytest.fixture

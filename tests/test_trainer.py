@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import textwrap
 
 import polars as pl
 import pytest
@@ -17,28 +16,7 @@ from bi_ide.hub.client import HubClient
 from bi_ide.hub.process import HubProcess
 from bi_ide.store import Store
 from bi_ide.training.config import debug
-from bi_ide.training.corpus import prepare_corpus
 from bi_ide.training.trainer import Trainer, lr_at, train
-
-CODE = textwrap.dedent('''
-    def fibonacci(n):
-        """The n-th Fibonacci number."""
-        a, b = 0, 1
-        for _ in range(n):
-            a, b = b, a + b
-        return a
-
-
-    class Stack:
-        def __init__(self):
-            self.items = []
-
-        def push(self, item):
-            self.items.append(item)
-
-        def pop(self):
-            return self.items.pop()
-''')
 
 
 @pytest.fixture(autouse=True)
@@ -48,19 +26,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The Quran (pinned package) and fixed code: the same tokens on every machine."""
-    root = tmp_path_factory.mktemp("corpus")
-    code = root / "code"
-    code.mkdir()
-    for i in range(12):
-        (code / f"module_{i}.py").write_text(CODE.replace("fibonacci", f"fibonacci_{i}").replace("Stack", f"Stack{i}"))
-    prepare_corpus(["builtin:quran", str(code)], root / "tiny", vocab_size=512, max_bytes_per_source=200_000,
-                   val_fraction=0.1, seed=0)
-    return str(root / "tiny")
 
 
 def config(corpus, tmp_path, **overrides):

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import panel as pn
 import param
 import polars as pl
 
-import bi_ide
-from bi_ide.dashboards.poller import POLLER
+from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import Overview, human_bytes, human_duration
 from bi_ide.dashboards.template import dashboards
-from bi_ide.errors import WorkbenchError
 from bi_ide.store import RUN_STATUSES
 
 STATUS_COLOR = {"running": "#15803d", "embedded": "#b45309", "error": "#b91c1c", "starting": "#6b7280"}
@@ -33,13 +30,10 @@ def overview_state() -> Overview:
 
 
 def _new_overview() -> Overview:
-    hub = getattr(sys.modules.get("bi_ide.hub.plugin"), "HUB", None)  # set only in the hub process
-    if hub is not None:
-        return Overview(store=hub.store, hub_started=hub.started)
-    try:
-        return Overview(store=bi_ide.connect())
-    except WorkbenchError as e:  # e.g. the file is held by another process: say so on the page
-        return Overview(hub_status="error", error=str(e))
+    store, started, error = dashboard_store()
+    if error:
+        return Overview(hub_status="error", error=error)
+    return Overview(store=store, hub_started=started) if started is not None else Overview(store=store)
 
 
 def _kpi(kind, title: str, key: str, **params):

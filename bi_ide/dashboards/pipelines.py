@@ -7,16 +7,13 @@ it which run it shows. Writes are allowed per ``control_refusal``, as on the tra
 
 from __future__ import annotations
 
-import sys
-
 import panel as pn
 import param
 import polars as pl
 
-import bi_ide
 from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.pipelines_state import Pipelines, failure
-from bi_ide.dashboards.poller import POLLER
+from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import human_duration
 from bi_ide.dashboards.training_state import control_refusal
 from bi_ide.errors import WorkbenchError
@@ -36,13 +33,8 @@ def pipelines_state() -> Pipelines:
 
 
 def _new_pipelines() -> Pipelines:
-    hub = getattr(sys.modules.get("bi_ide.hub.plugin"), "HUB", None)  # set only in the hub process
-    if hub is not None:
-        return Pipelines(store=hub.store)
-    try:
-        return Pipelines(store=bi_ide.connect())
-    except WorkbenchError as e:
-        return Pipelines(error=str(e))
+    store, _, error = dashboard_store()
+    return Pipelines(error=error) if error else Pipelines(store=store)
 
 
 def _durations(df: pl.DataFrame) -> pl.DataFrame:

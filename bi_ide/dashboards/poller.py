@@ -84,3 +84,25 @@ class Poller:
 
 
 POLLER = Poller()
+
+
+def dashboard_store() -> tuple[object | None, float | None, str]:
+    """(store, hub start time, error) for a dashboard state of this process.
+
+    Inside the hub (``panel serve --plugins bi_ide.hub.plugin``) it is the hub's own store and start
+    time; elsewhere ``bi_ide.connect()`` (the file, or BI_IDE_HUB). An error that keeps the store
+    from opening (e.g. the file is held by another process) comes back as text for the page.
+    """
+    import sys
+
+    import bi_ide
+    from bi_ide.errors import WorkbenchError
+
+    hub = getattr(sys.modules.get("bi_ide.hub.plugin"), "HUB", None)  # set only in the hub process
+    if hub is not None:
+        return hub.store, hub.started, ""
+    try:
+        return bi_ide.connect(), None, ""
+    except WorkbenchError as e:
+        return None, None, str(e)
+

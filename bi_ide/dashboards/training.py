@@ -8,17 +8,14 @@ columns to the plot already in the browser; only a new selection builds new plot
 
 from __future__ import annotations
 
-import sys
-
 import holoviews as hv
 import panel as pn
 import param
 import polars as pl
 from holoviews.streams import Pipe
 
-import bi_ide
 from bi_ide.dashboards.overview import _table
-from bi_ide.dashboards.poller import POLLER
+from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import human_duration
 from bi_ide.dashboards.training_state import (
     CHARTS,
@@ -51,13 +48,8 @@ def training_state() -> Training:
 
 
 def _new_training() -> Training:
-    hub = getattr(sys.modules.get("bi_ide.hub.plugin"), "HUB", None)  # set only in the hub process
-    if hub is not None:
-        return Training(store=hub.store)
-    try:
-        return Training(store=bi_ide.connect())
-    except WorkbenchError as e:
-        return Training(error=str(e))
+    store, _, error = dashboard_store()
+    return Training(error=error) if error else Training(store=store)
 
 
 def chart(key: str, frames: dict[str, pl.DataFrame], labels: dict[str, str]) -> hv.Overlay:
