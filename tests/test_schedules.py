@@ -203,9 +203,10 @@ def test_cli_manages_schedules(tmp_path, monkeypatch, tmp_db):
 @pytest.mark.slow
 def test_a_due_schedule_launches_a_run_that_writes_through_the_hub(tmp_path):
     """The real thing: a hub process, a due schedule, a child `pipeline run` recording through the hub."""
+    from test_pipelines import notebook  # tests/ is on sys.path (pytest prepends it)
+
     from bi_ide.hub.client import HubClient
     from bi_ide.hub.process import HubProcess
-    from tests.test_pipelines import notebook
 
     notebook(tmp_path / "notebooks" / "echo.ipynb")
     (tmp_path / "pipelines").mkdir()
