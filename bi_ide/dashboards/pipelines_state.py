@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import param
 import polars as pl
 
-from bi_ide.dashboards.state import _same
+from bi_ide.dashboards.state import PolledState
 from bi_ide.errors import WorkbenchError
 from bi_ide.pipelines.schedule import resume_schedule
 
@@ -23,8 +23,10 @@ STEP_COLUMNS = ("name", "status", "duration_s", "output_path", "failed_cell", "e
 SCHEDULE_COLUMNS = ("pipeline", "cron", "next_run_at", "paused", "last_outcome", "skipped_runs", "id")
 
 
-class Pipelines(param.Parameterized):
+class Pipelines(PolledState):
     """The recent pipeline runs, the schedules, and the steps of the runs a tab is looking at."""
+
+    per_run = ("steps",)  # merged per watched run on apply
 
     store = param.Parameter(default=None, precedence=-1, doc="""
         Where the data comes from: a Store (the hub's own one inside the hub).""")
@@ -92,30 +94,6 @@ class Pipelines(param.Parameterized):
             rows = self.store.get_pipeline_run(run_id)["steps"]
             out[run_id] = pl.DataFrame([{c: s.get(c) for c in STEP_COLUMNS} for s in rows], schema=STEP_SCHEMA)
         return out
-
-    def apply(self, values: dict) -> None:
-        """Publish the values that changed in one batch; steps merge per run (watched runs only)."""
-        values = dict(values)
-        if "steps" in values:
-            watched, old = self.watched, self.steps
-            values["steps"] = {r: values["steps"].get(r, old.get(r)) for r in watched
-                               if r in values["steps"] or r in old}
-        changed = {}
-        for key, new in values.items():
-            old = getattr(self, key)
-            if key == "steps":
-                same = old.keys() == new.keys() and all(_same(old[r], new[r]) for r in new)
-            else:
-                same = _same(old, new)
-            if not same:
-                changed[key] = new
-        if changed:
-            self.param.update(changed)
-
-    def refresh(self) -> Pipelines:
-        """Read the store now and publish the values."""
-        self.apply(self.read())
-        return self
 
     # -- actions on schedules -----------------------------------------------------------------
     def pause(self, schedule_id: str) -> dict:

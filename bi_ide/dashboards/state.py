@@ -19,7 +19,37 @@ HUB_STATUSES = ("starting", "running", "embedded", "error")
 RECENT_RUN_COLUMNS = ("name", "kind", "status", "preset", "device", "created_at", "finished_at", "id")
 
 
-class Overview(param.Parameterized):
+class PolledState(param.Parameterized):
+    """A dashboard's shared state: the poller calls read() off the event loop, then apply() on it.
+
+    ``per_run`` names dict parameters holding one entry per watched run (``self.watched``): a read
+    brings only some runs, so the new entries are merged into the old ones for the runs still watched.
+    """
+
+    per_run: tuple[str, ...] = ()
+
+    def read(self) -> dict:
+        raise NotImplementedError
+
+    def apply(self, values: dict) -> None:
+        """Set the parameters that changed, in one batch (watchers see them together)."""
+        values = dict(values)
+        for key in self.per_run:
+            if key in values:
+                old = getattr(self, key)
+                values[key] = {r: values[key].get(r, old.get(r)) for r in self.watched
+                               if r in values[key] or r in old}
+        changed = {k: v for k, v in values.items() if not _same(getattr(self, k), v)}
+        if changed:
+            self.param.update(changed)
+
+    def refresh(self):
+        """Read the store now and publish the values."""
+        self.apply(self.read())
+        return self
+
+
+class Overview(PolledState):
     """The landing page's numbers: the hub's health, the store's size and the counts in it."""
 
     store = param.Parameter(default=None, precedence=-1, doc="""
@@ -98,17 +128,6 @@ class Overview(param.Parameterized):
             "error": "",
         }
 
-    def apply(self, values: dict) -> None:
-        """Set the parameters that changed, in one batch (watchers see them together)."""
-        changed = {k: v for k, v in values.items() if not _same(getattr(self, k), v)}
-        if changed:
-            self.param.update(changed)
-
-    def refresh(self) -> Overview:
-        """Read the store now and publish the numbers."""
-        self.apply(self.read())
-        return self
-
     def _uptime(self) -> float | None:
         if self.hub_started is not None:
             return max(0.0, time.time() - self.hub_started)
@@ -119,6 +138,8 @@ class Overview(param.Parameterized):
 def _same(old, new) -> bool:
     if isinstance(old, pl.DataFrame) or isinstance(new, pl.DataFrame):
         return isinstance(old, pl.DataFrame) and isinstance(new, pl.DataFrame) and old.equals(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in new)
     return old == new
 
 

@@ -21,7 +21,7 @@ import param
 import polars as pl
 
 from bi_ide import settings
-from bi_ide.dashboards.state import _same
+from bi_ide.dashboards.state import PolledState
 from bi_ide.errors import WorkbenchError
 from bi_ide.store import RUN_STATUSES
 
@@ -41,8 +41,10 @@ HUB_URL_ENV = "BI_IDE_HUB_URL"
 ETA_WINDOW = 10  # metric rows (log intervals) the step rate is measured over
 
 
-class Training(param.Parameterized):
+class Training(PolledState):
     """The train runs, the models, and the curves and checkpoints of the runs a tab is watching."""
+
+    per_run = ("metrics", "checkpoints")  # merged per watched run on apply
 
     store = param.Parameter(default=None, precedence=-1, doc="""
         Where the data comes from: a Store, or a HubClient (the same read methods).""")
@@ -119,32 +121,6 @@ class Training(param.Parameterized):
             checkpoints[run_id] = self.store.list_checkpoints(run_id)
             self._read_status[run_id] = status_now
         return {"metrics": metrics, "checkpoints": checkpoints}
-
-    def apply(self, values: dict) -> None:
-        """Publish the values that changed in one batch; curves and checkpoints merge per run."""
-        values = dict(values)
-        watched = self.watched
-        for key in ("metrics", "checkpoints"):
-            if key in values:
-                old = getattr(self, key)
-                merged = {r: values[key].get(r, old.get(r)) for r in watched if r in values[key] or r in old}
-                values[key] = merged
-        changed = {}
-        for key, new in values.items():
-            old = getattr(self, key)
-            if key in ("metrics", "checkpoints"):
-                same = old.keys() == new.keys() and all(_same(old[r], new[r]) for r in new)
-            else:
-                same = _same(old, new)
-            if not same:
-                changed[key] = new
-        if changed:
-            self.param.update(changed)
-
-    def refresh(self) -> Training:
-        """Read the store now and publish the values."""
-        self.apply(self.read())
-        return self
 
     # -- actions ----------------------------------------------------------------------------
     def request_stop(self, run_id: str) -> dict:
