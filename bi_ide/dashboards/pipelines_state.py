@@ -47,7 +47,7 @@ class Pipelines(PolledState):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._watching: dict[object, str] = {}  # tab -> the run id it shows
+        self._watching: dict[object, frozenset[str]] = {}  # tab -> the run id it shows
         self._lock = threading.Lock()
 
     # -- which runs the tabs show ------------------------------------------------------------
@@ -57,21 +57,12 @@ class Pipelines(PolledState):
             if run_id is None:
                 self._watching.pop(owner, None)
             else:
-                self._watching[owner] = run_id
+                self._watching[owner] = frozenset({run_id})
         if run_id is not None and run_id not in self.steps and self.store is not None:
             try:
                 self.apply({"steps": self._read_steps([run_id])})
             except WorkbenchError as e:
                 self.error = str(e)
-
-    def unwatch(self, owner) -> None:
-        with self._lock:
-            self._watching.pop(owner, None)
-
-    @property
-    def watched(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._watching.values())
 
     # -- the poller's side -------------------------------------------------------------------
     def read(self) -> dict:

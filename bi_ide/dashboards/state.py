@@ -28,6 +28,17 @@ class PolledState(param.Parameterized):
 
     per_run: tuple[str, ...] = ()
 
+    def unwatch(self, owner) -> None:
+        """A tab closed: stop reading its runs (subclasses keep ``_watching``: tab -> run ids)."""
+        with self._lock:
+            self._watching.pop(owner, None)
+
+    @property
+    def watched(self) -> frozenset[str]:
+        """The runs some open tab is looking at."""
+        with self._lock:
+            return frozenset().union(*self._watching.values())
+
     def read(self) -> dict:
         raise NotImplementedError
 

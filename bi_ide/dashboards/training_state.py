@@ -85,15 +85,6 @@ class Training(PolledState):
             except WorkbenchError as e:
                 self.error = str(e)
 
-    def unwatch(self, owner) -> None:
-        with self._lock:
-            self._watching.pop(owner, None)
-
-    @property
-    def watched(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset().union(*self._watching.values())
-
     # -- the poller's side -------------------------------------------------------------------
     def read(self) -> dict:
         """Query the store and return the new values (no parameter is set here; any thread)."""

@@ -12,7 +12,6 @@ store records; loading checks it and each file's own sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,6 +24,7 @@ import torch
 from safetensors.torch import load_model, save_file, save_model
 
 from bi_ide.errors import NotFoundError, ValidationError
+from bi_ide.training.files import file_sha256
 
 FILES = ("model.safetensors", "state.pt")  # what a single-process or DDP checkpoint holds
 
@@ -35,14 +35,6 @@ class Checkpoint:
     step: int
     digest: str
     size_bytes: int
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def rng_state() -> dict:
@@ -95,7 +87,7 @@ def commit(tmp: Path, folder: Path, model: torch.nn.Module | dict, state: dict |
         if state is not None:
             torch.save(state, tmp / "state.pt")
         names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
-        meta = {**meta, "files": {name: sha256(tmp / name) for name in names}}
+        meta = {**meta, "files": {name: file_sha256(tmp / name) for name in names}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         for name in (*names, "meta.json"):
             with open(tmp / name, "rb") as f:
@@ -111,7 +103,7 @@ def commit(tmp: Path, folder: Path, model: torch.nn.Module | dict, state: dict |
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return Checkpoint(folder, int(meta["step"]), sha256(folder / "meta.json"), size)
+    return Checkpoint(folder, int(meta["step"]), file_sha256(folder / "meta.json"), size)
 
 
 def whole_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -136,11 +128,11 @@ def verify(folder: Path, *, digest: str | None = None) -> dict:
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise NotFoundError(f"no checkpoint at {folder} (meta.json missing)")
-    if digest is not None and sha256(meta_path) != digest:
+    if digest is not None and file_sha256(meta_path) != digest:
         raise ValidationError(f"checkpoint {folder} does not match the sha256 recorded in the store; it was changed")
     meta = json.loads(meta_path.read_text())
     for name, expected in meta["files"].items():
-        if not (folder / name).is_file() or sha256(folder / name) != expected:
+        if not (folder / name).is_file() or file_sha256(folder / name) != expected:
             raise ValidationError(f"checkpoint file {folder / name} is missing or corrupt (sha256 mismatch)")
     return meta
 

@@ -44,6 +44,7 @@ import polars as pl
 
 from bi_ide.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from bi_ide.training.arabic import DOMAINS, is_arabic, normalize_document
+from bi_ide.training.files import file_sha256
 from bi_ide.training.tokenizer import (
     BPETokenizer,
     check_model_tokenizer,
@@ -526,14 +527,6 @@ def _write_json(path: Path, value) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- reading shards -----------------------------------------------------------------------------
