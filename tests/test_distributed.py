@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import papermill
 import pytest
 import torch
 from click.testing import CliRunner
@@ -28,7 +29,13 @@ from bi_ide.clikit import Group
 from bi_ide.errors import ConfigError
 from bi_ide.store import Store
 from bi_ide.training.config import debug
-from bi_ide.training.distributed import deepspeed_config, free_port
+from bi_ide.training.distributed import (
+    SLOWDOWN_WARN,
+    deepspeed_config,
+    free_port,
+    imbalance,
+    imbalance_warning,
+)
 from bi_ide.training.launch_cli import launch
 from bi_ide.training.trainer import train
 
@@ -154,6 +161,80 @@ def test_a_zero_checkpoint_resumes_on_another_process_count_only_once_converted(
     part2 = launched(tmp_path, 1, {**one_process, "deepspeed_config": str(universal)})
     assert len(part1) == 10 and len(part2) == 6
     np.testing.assert_allclose(part1 + part2, whole["losses"], **TOLERANCE)
+
+
+# -- mixed cards: a micro-batch per host ----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy, zero_stage", [("ddp", 0), ("deepspeed", 1)])
+def test_ranks_with_different_micro_batches_train_like_one_process(corpus, tmp_path, launch_env, monkeypatch,
+                                                                   strategy, zero_stage):
+    # a big card's rank with 7 sequences beside a small card's with 1: the global batch is 8, as in
+    # the reference; both ranks run here, so the entries name the GPUs of one host ("box:LOCAL_RANK")
+    monkeypatch.setenv("BI_IDE_HOST", "box")
+    common = {"max_steps": 8, "eval_interval": 4}
+    one = reference(corpus, tmp_path / "one", batch_size=8, **common)["losses"]
+    ds = {"zero_stage": zero_stage} if strategy == "deepspeed" else {}
+    two = launched(tmp_path, 2, settings(corpus, tmp_path / "two", batch_size=4, strategy=strategy, **ds, **common,
+                                         micro_batch_per_host="box:0=7,box:1=1"))
+    np.testing.assert_allclose(two, one, **TOLERANCE)
+
+    with Store(tmp_path / "w.duckdb") as store:  # the ranks compared their forward times after 6 steps
+        run_id = store.list_runs().row(0, named=True)["id"]
+        slowdown = store.read_metrics(run_id, ["batch_slowdown"])
+    assert slowdown["step"].to_list() == [6] and slowdown["value"][0] >= 1.0
+
+
+@pytest.mark.slow
+def test_the_training_notebook_starts_a_two_process_run(corpus, tmp_path, launch_env):
+    db = tmp_path / "nb.duckdb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "02-train.ipynb"), str(tmp_path / "out.ipynb"), parameters={
+        "corpus": corpus, "out_dir": str(tmp_path / "runs"), "db_path": str(db), "max_steps": 6,
+        "strategy": "ddp", "nproc": 2, "summary_path": str(tmp_path / "summary.json"),
+    }, cwd=str(ROOT / "notebooks"), progress_bar=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    with Store(db) as store:
+        run = store.get_run(summary["run_id"])
+        assert (run["status"], run["step"], run["config"]["strategy"]) == ("done", 6, "ddp")
+        assert store.get_model(summary["model_id"])["run_id"] == run["id"]
+    meta = json.loads((tmp_path / "runs" / run["id"] / "step-00000006" / "meta.json").read_text())
+    assert (meta["strategy"], meta["world_size"]) == ("ddp", 2)
+
+
+def test_micro_batch_per_host_picks_each_process_its_own():
+    config = debug(micro_batch_per_host="rtx5090=16, laptop=4,box:1=2")
+    assert config.micro_batch("rtx5090", 0) == 16 and config.micro_batch("rtx5090", 3) == 16
+    assert config.micro_batch("laptop", 0) == 4
+    assert config.micro_batch("box", 1) == 2 and config.micro_batch("box", 0) == 8  # not named: batch_size
+    for bad, match in (("laptop", "'laptop' is not HOST=N"), ("laptop=0", "N from 1 to 4096"),
+                       ("=4", "is not HOST=N"), ("a=1,a=2", "names 'a' twice"), ("a=x", "is not HOST=N")):
+        with pytest.raises(ConfigError, match=match):
+            debug(micro_batch_per_host=bad)
+
+
+def test_imbalance_is_the_slowest_rank_against_a_speed_matched_split():
+    # equal speeds (1 sequence per 0.1 s) with 6 and 2 sequences: steps wait 0.6 s; 4 and 4 would take 0.4 s
+    found = imbalance([6, 2], [0.6, 0.2], ["a", "b"])
+    assert found["slowest_rank"] == 0 and found["slowdown"] == pytest.approx(1.5)
+    assert found["suggested"] == {"a": 4, "b": 4}
+    # a card 3x as fast with 3x the batch is balanced already
+    assert imbalance([12, 4], [0.4, 0.4])["slowdown"] == pytest.approx(1.0)
+    # speeds 10, 20, 20 sequences/s: 16 sequences split 3.2, 6.4, 6.4; host a takes the smaller of its two
+    assert imbalance([4, 4, 8], [0.4, 0.2, 0.4], ["a", "a", "b"])["suggested"] == {"a": 3, "b": 6}
+
+
+def test_a_rank_that_holds_the_others_back_is_named_with_a_better_split():
+    found = imbalance([6, 2], [0.6, 0.2], ["rtx5090", "laptop"])
+    warning = imbalance_warning(found, ["rtx5090", "laptop"], [6, 2])
+    assert warning.startswith("rank 0 on rtx5090 (micro-batch 6) holds the run back: each step takes about 1.5x")
+    assert "--set micro_batch_per_host=rtx5090=4,laptop=4" in warning
+    assert imbalance_warning(imbalance([4, 4], [0.4, 0.41]), ["a", "b"], [4, 4]) is None  # within SLOWDOWN_WARN
+    assert SLOWDOWN_WARN > 1.0
+
+
+def test_deepspeed_gets_each_ranks_own_micro_batch():
+    config = debug(strategy="deepspeed", grad_accum=2)
+    generated = deepspeed_config(config, 2, torch.float32, micro=3)
+    assert generated["train_micro_batch_size_per_gpu"] == 3 and generated["train_batch_size"] == 3 * 2 * 2
 
 
 # -- settings and commands (fast) -----------------------------------------------------------------

@@ -31,8 +31,8 @@ EVALUATE = NOTEBOOKS / "03-evaluate.ipynb"
 # 01-prepare-corpus's names that differ from prepare_corpus's: sources is one comma-separated
 # string (a list there), max_mb_per_source is in MiB (bytes there), db_path opens the store.
 RENAMED = {"out": "out_dir", "max_mb_per_source": "max_bytes_per_source", "db_path": "store"}
-# 02-train's parameters that are not TrainConfig's.
-NOT_CONFIG = {"recipe", "summary_path", "db_path"}
+# 02-train's parameters that are not TrainConfig's (nproc and hostfile: where the launcher starts it).
+NOT_CONFIG = {"recipe", "summary_path", "db_path", "nproc", "hostfile"}
 # 02-train: these mean "the recipe's value" and are left out of the config.
 KEEP_RECIPE = (0, 0.0, "")
 

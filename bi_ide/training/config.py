@@ -8,6 +8,9 @@ returning a full config; a variant calls its base and changes a few fields. Over
 
 from __future__ import annotations
 
+import os
+import socket
+
 import param
 
 from bi_ide.errors import ConfigError
@@ -67,6 +70,10 @@ class TrainConfig(param.Parameterized):
                                                "(DeepSpeedCPUAdam; strategy=deepspeed, zero_stage >= 1).")
     deepspeed_config = param.String(default="", doc="A DeepSpeed JSON file merged over the config generated from "
                                                     "these settings (strategy=deepspeed); empty: generated only.")
+    micro_batch_per_host = param.String(
+        default="", doc="Mixed cards: each machine's micro-batch, e.g. 'rtx5090=16,laptop=4' (HOST=N for every "
+                        "process of a host, HOST:LOCAL_RANK=N for one GPU of it); others use batch_size. A "
+                        "process' host is $BI_IDE_HOST or its hostname.")
 
     # -- evaluation and checkpoints ------------------------------------------------------
     log_interval = param.Integer(default=10, bounds=(1, None), doc="Steps between metric writes to the store.")
@@ -96,6 +103,17 @@ class TrainConfig(param.Parameterized):
         elif self.offload and self.zero_stage == 0:
             raise ConfigError("offload=True needs ZeRO: set zero_stage to 1, 2 or 3")
 
+    @param.depends("micro_batch_per_host", watch=True, on_init=True)
+    def _check_hosts(self):
+        parse_micro_batches(self.micro_batch_per_host)
+
+    def micro_batch(self, host: str | None = None, local_rank: int | None = None) -> int:
+        """This process' micro-batch: its entry in micro_batch_per_host, else batch_size."""
+        host = host or host_name()
+        local_rank = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else local_rank
+        table = parse_micro_batches(self.micro_batch_per_host)
+        return table.get(f"{host}:{local_rank}", table.get(host, self.batch_size))
+
     @property
     def tokens_per_step(self) -> int:
         """Tokens one process reads per optimizer step (times the number of processes for the run's)."""
@@ -107,6 +125,26 @@ class TrainConfig(param.Parameterized):
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         return build(cls(), values)
+
+
+def parse_micro_batches(text: str) -> dict[str, int]:
+    """``'rtx5090=16,laptop:0=4'`` -> ``{"rtx5090": 16, "laptop:0": 4}``; a clear error otherwise."""
+    table = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, sep, raw = item.rpartition("=")
+        host = host.strip()
+        if not sep or not host or not raw.strip().isdigit() or not 1 <= int(raw) <= 4096:
+            raise ConfigError(f"micro_batch_per_host: {item!r} is not HOST=N (N from 1 to 4096), e.g. "
+                              "'rtx5090=16,laptop=4' or 'box:1=4' for the second GPU of box")
+        if host in table:
+            raise ConfigError(f"micro_batch_per_host names {host!r} twice")
+        table[host] = int(raw)
+    return table
+
+
+def host_name() -> str:
+    """The name micro_batch_per_host knows this machine by: $BI_IDE_HOST, else the hostname."""
+    return os.environ.get("BI_IDE_HOST") or socket.gethostname()
 
 
 def build(config: TrainConfig, values: dict) -> TrainConfig:

@@ -11,9 +11,16 @@ The trainer calls the same few methods whatever ``TrainConfig.strategy`` says:
   mean, any, broadcast        agree across ranks on losses, stops and the run id
   save_checkpoint, load_checkpoint
 
-Data: every rank reads the same global batch (batch_size × world_size windows from the shared
-data position) and keeps its own slice, so N processes with batch_size B train exactly like one
-process with batch_size N·B, and the position advances by the global batch.
+Data: every rank reads the same global batch (the sum of the ranks' micro-batches, windows from
+the shared data position) and keeps its own slice, so N processes with batch_size B train exactly
+like one process with batch_size N·B, and the position advances by the global batch.
+
+Mixed cards (``micro_batch_per_host``): rank r keeps B_r rows and scales its loss by B_r·N / ΣB
+before backward, so the all-reduce's plain average of gradients is the mean over the global batch,
+as if one process had read all ΣB rows. After a few steps the ranks compare how long their forward
+passes take; when the slowest holds the step back by ``SLOWDOWN_WARN`` or more against
+micro-batches matched to each machine's speed, rank 0 warns with the expected slowdown and a
+better split (``imbalance``).
 
 ``SingleProcess`` is the plain loop, op for op (the debug recipe's pinned losses); ``DDP`` adds the
 gradient all-reduce and rank-0-only checkpoint writes; ``DeepSpeed`` hands the step to the engine.
@@ -33,8 +40,10 @@ import torch
 
 from bi_ide.errors import ConfigError
 from bi_ide.training import checkpoint as ckpt
+from bi_ide.training.config import host_name
 
 DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+SLOWDOWN_WARN = 1.25  # warn when steps take this many times as long as with a speed-matched split
 
 
 def make_strategy(config) -> SingleProcess:
@@ -54,10 +63,27 @@ class SingleProcess:
     def __init__(self, config):
         self.config = config
         self.rank, self.world_size, self.local_rank, self.local_world_size = 0, 1, 0, 1
+        self.hosts = [host_name()]
+        self.micro_batches = [config.micro_batch(self.hosts[0], 0)]  # every rank's, in rank order
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def micro(self) -> int:
+        """This rank's micro-batch (sequences)."""
+        return self.micro_batches[self.rank]
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences one micro-step reads over all ranks."""
+        return sum(self.micro_batches)
+
+    @property
+    def loss_weight(self) -> float:
+        """B_r·N / ΣB: 1 when every rank has the same micro-batch."""
+        return self.micro * self.world_size / self.global_batch
 
     # -- set-up -------------------------------------------------------------------------------
     def device(self, device: torch.device) -> torch.device:
@@ -86,8 +112,7 @@ class SingleProcess:
     # -- one step -------------------------------------------------------------------------------
     def shard(self, batch):
         """This rank's rows of a global batch: (inputs, targets), numpy (B, T) each."""
-        b = self.config.batch_size
-        lo = self.rank * b
+        lo, b = sum(self.micro_batches[:self.rank]), self.micro
         return batch.inputs[lo:lo + b], batch.targets[lo:lo + b]
 
     def set_lr(self, lr: float) -> None:
@@ -119,6 +144,10 @@ class SingleProcess:
 
     def broadcast(self, obj):
         return obj
+
+    def gather(self, obj) -> list:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        return [obj]
 
     def barrier(self) -> None:
         pass
@@ -169,6 +198,8 @@ class DDP(SingleProcess):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+        self.hosts = self.gather(host_name())
+        self.micro_batches = self.gather(self.config.micro_batch(self.hosts[self.rank], self.local_rank))
 
     def device(self, device: torch.device) -> torch.device:
         if device.type == "cuda":
@@ -198,6 +229,11 @@ class DDP(SingleProcess):
         box = [obj]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, obj) -> list:
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
 
     def barrier(self) -> None:
         torch.distributed.barrier()
@@ -240,7 +276,7 @@ class DeepSpeed(DDP):
         import deepspeed
 
         self.model = model
-        self.ds_config = deepspeed_config(self.config, self.world_size, dtype)
+        self.ds_config = deepspeed_config(self.config, self.world_size, dtype, micro=self.micro)
         if self.config.offload:
             from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -334,15 +370,21 @@ class DeepSpeed(DDP):
         return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
 
 
-def deepspeed_config(config, world_size: int, dtype: torch.dtype) -> dict:
-    """The DeepSpeed JSON for a TrainConfig, with the user's file (config.deepspeed_config) merged over it."""
+def deepspeed_config(config, world_size: int, dtype: torch.dtype, micro: int | None = None) -> dict:
+    """The DeepSpeed JSON for a TrainConfig, with the user's file (config.deepspeed_config) merged over it.
+
+    ``micro`` is this rank's micro-batch (default batch_size). With mixed micro-batches each rank
+    gets its own config; DeepSpeed checks train_batch_size = micro × accumulation × world per rank,
+    and the loss weight (see the module's docstring) makes its equal average the global mean.
+    """
+    micro = micro or config.batch_size
     zero = {"stage": config.zero_stage}
     if config.offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
     generated = {
-        "train_micro_batch_size_per_gpu": config.batch_size,
+        "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": config.grad_accum,
-        "train_batch_size": config.batch_size * config.grad_accum * world_size,
+        "train_batch_size": micro * config.grad_accum * world_size,
         # explicit: DeepSpeed's own default is 1.0 whatever our config says; 0 turns it off
         "gradient_clipping": config.grad_clip,
         "zero_optimization": zero,
@@ -360,6 +402,36 @@ def deepspeed_config(config, world_size: int, dtype: torch.dtype) -> dict:
     except (OSError, ValueError) as e:
         raise ConfigError(f"deepspeed_config={config.deepspeed_config!r} is not a readable JSON file: {e}") from e
     return _merge(generated, user)
+
+
+def imbalance(micro_batches: list[int], forward_s: list[float], hosts: list[str] | None = None) -> dict:
+    """How much the slowest rank holds a synchronous step back, and a split matched to speed.
+
+    Each rank's speed is s_r = B_r / t_r (sequences per second of forward). A step waits for the
+    slowest rank: max t_r. Micro-batches proportional to speed would finish together after
+    ΣB / Σs. ``slowdown`` is the ratio of the two (1.0: balanced); ``suggested`` is the
+    speed-matched split (per host when ``hosts`` is given: the smallest of its ranks').
+    """
+    speeds = [b / max(t, 1e-9) for b, t in zip(micro_batches, forward_s, strict=True)]
+    balanced = sum(micro_batches) / sum(speeds)
+    slowest = max(range(len(forward_s)), key=forward_s.__getitem__)
+    split = [max(1, round(sum(micro_batches) * s / sum(speeds))) for s in speeds]
+    suggested: dict[str, int] = {}
+    for name, b in zip(hosts or [f"rank{r}" for r in range(len(split))], split, strict=True):
+        suggested[name] = min(b, suggested.get(name, b))
+    return {"slowdown": forward_s[slowest] / balanced, "slowest_rank": slowest, "suggested": suggested}
+
+
+def imbalance_warning(found: dict, hosts: list[str], micro_batches: list[int]) -> str | None:
+    """What to tell the user when ``imbalance``'s slowdown reaches SLOWDOWN_WARN; None below it."""
+    if found["slowdown"] < SLOWDOWN_WARN:
+        return None
+    r = found["slowest_rank"]
+    split = ",".join(f"{host}={b}" for host, b in found["suggested"].items())
+    return (f"rank {r} on {hosts[r]} (micro-batch {micro_batches[r]}) holds the run back: each step takes about "
+            f"{found['slowdown']:.1f}x as long as with micro-batches matched to each machine's speed. Try "
+            f"--set micro_batch_per_host={split} (as far as the smaller card's memory allows; docs/training.md, "
+            "Heterogeneous machines)")
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -42,6 +42,25 @@ def open_store(db_path: str | os.PathLike = ""):
     return bi_ide.connect(project_path(db_path)) if str(db_path) else bi_ide.connect()
 
 
+def run_training(config, db_path: str | os.PathLike = "", *, nproc: int = 1, hostfile: str = "") -> tuple:
+    """Train ``config``; return (the open store, the run's summary).
+
+    One process trains here. With ``nproc`` > 1 or a DeepSpeed ``hostfile`` the launcher starts the
+    processes (as ``bi-ide train launch`` does) and rank 0 records the run; the store is opened
+    once they are done, since a store file takes one writer at a time.
+    """
+    if nproc > 1 or hostfile:
+        from bi_ide.training.launch_cli import train_distributed
+
+        summary = train_distributed(config, nproc=None if hostfile else nproc, hostfile=hostfile or None,
+                                    db=project_path(db_path) if str(db_path) else None)
+        return open_store(db_path), summary
+    from bi_ide.training.trainer import train
+
+    store = open_store(db_path)
+    return store, train(config, store, handle_signals=False)
+
+
 def local_store(store):
     """``store`` when it is a store file or memory store, else None (a hub client cannot record a
     corpus: ``prepare_corpus`` writes its tables directly)."""

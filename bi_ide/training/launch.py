@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True, help="TrainConfig values: inline JSON or a .json file")
     parser.add_argument("--db", default=None, help="store file for rank 0 (default: $BI_IDE_DB / BI_IDE_HUB)")
     parser.add_argument("--losses-path", default=None, help="rank 0 writes every step's loss here (JSON list)")
+    parser.add_argument("--summary-path", default=None, help="rank 0 writes the run's summary here (JSON)")
     parser.add_argument("--stop-after-steps", type=int, default=0,
                         help="ask for a stop after this many steps: the run checkpoints and stops, resumable, at "
                              "the next log step (e.g. to hand the machines back); 0: never")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if strategy.is_main:
             with open_store(Path(args.db) if args.db else None) as store:
                 summary = _trainer(config, store, strategy, args.stop_after_steps).run()
-            _report(summary, strategy, args.losses_path)
+            _report(summary, strategy, args.losses_path, args.summary_path)
         else:
             _trainer(config, None, strategy, args.stop_after_steps).run()
         finished = True
@@ -71,9 +72,13 @@ def _trainer(config, store, strategy, stop_after_steps: int):
     return trainer
 
 
-def _report(summary: dict, strategy, losses_path: str | None) -> None:
+def _report(summary: dict, strategy, losses_path: str | None, summary_path: str | None) -> None:
     if losses_path:
         Path(losses_path).write_text(json.dumps(summary["losses"]))
+    if summary_path:  # whole or not at all: the reader takes a missing file for a failed run
+        tmp = Path(summary_path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, default=str))
+        tmp.replace(summary_path)
     last = f" (last loss {summary['losses'][-1]:.4f})" if summary["losses"] else ""
     print(f"run {summary['run_id']} {summary['status']} after {summary['steps']} steps{last} "
           f"on {strategy.world_size} processes ({strategy.name})", flush=True)

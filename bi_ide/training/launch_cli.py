@@ -61,28 +61,57 @@ def launch(recipe_name, overrides, nproc, hostfile, nnodes, node_rank, master_ad
           --nproc 1 --set strategy=ddp      # then the same with --node-rank 1 on the other machine
     """
     config = parse_overrides(recipe(recipe_name), list(overrides))
-    if config.strategy == "single":
-        raise ConfigError("strategy=single runs one process; add --set strategy=ddp or --set strategy=deepspeed "
-                          "(or use `bi-ide train run`)")
-    config_file = _write_config(config)
-    rank_args = ["--config-json", str(config_file)]
-    if db:
-        rank_args += ["--db", str(Path(db).resolve())]
-    if losses_path:
-        rank_args += ["--losses-path", str(Path(losses_path).resolve())]
-    if stop_after_steps:
-        rank_args += ["--stop-after-steps", str(stop_after_steps)]
-    cmd = launcher_command(nproc=nproc, hostfile=hostfile, nnodes=nnodes, node_rank=node_rank,
-                           master_addr=master_addr, master_port=master_port, launcher=launcher) + rank_args
+    cmd = launch_command(config, db=db, losses_path=losses_path, stop_after_steps=stop_after_steps, nproc=nproc,
+                         hostfile=hostfile, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                         master_port=master_port, launcher=launcher)
     if dry_run:
         click.echo(shlex.join(cmd))
         return
+    code = subprocess.call(cmd, env=launch_env(config, nproc))
+    if code:
+        raise click.ClickException(f"the launcher exited with status {code}: {shlex.join(cmd[:6])} ...")
+
+
+def train_distributed(config, *, nproc: int | None = None, hostfile: str | None = None, db=None, **where) -> dict:
+    """Train ``config`` on the processes the launcher starts, wait, and return rank 0's summary.
+
+    The Python side of ``bi-ide train launch`` (02-train uses it when ``nproc`` > 1 or a hostfile is
+    given): ``where`` takes the command's other placements (nnodes, node_rank, master_addr,
+    master_port, launcher). The launcher's output is kept; on failure its last lines are raised.
+    """
+    summary_path = Path(config.out_dir) / ".launch" / f"summary-{os.getpid()}-{time.monotonic_ns()}.json"
+    cmd = launch_command(config, db=db, summary_path=summary_path, nproc=nproc, hostfile=hostfile, **where)
+    done = subprocess.run(cmd, env=launch_env(config, nproc), capture_output=True, text=True)
+    if done.returncode or not summary_path.is_file():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise ConfigError(f"the distributed run failed (launcher exit status {done.returncode}); its last lines:\n"
+                          f"{tail}")
+    summary = json.loads(summary_path.read_text())
+    summary_path.unlink()
+    return summary
+
+
+def launch_command(config, *, db=None, losses_path=None, summary_path=None, stop_after_steps: int = 0,
+                   **where) -> list[str]:
+    """The whole command that starts ``config`` where ``where`` says (launcher_command's options)."""
+    if config.strategy == "single":
+        raise ConfigError("strategy=single runs one process; add --set strategy=ddp or --set strategy=deepspeed "
+                          "(or use `bi-ide train run`)")
+    rank_args = ["--config-json", str(_write_config(config))]
+    for flag, path in (("--db", db), ("--losses-path", losses_path), ("--summary-path", summary_path)):
+        if path:
+            rank_args += [flag, str(Path(path).resolve())]
+    if stop_after_steps:
+        rank_args += ["--stop-after-steps", str(stop_after_steps)]
+    return launcher_command(**where) + rank_args
+
+
+def launch_env(config, nproc: int | None) -> dict:
+    """The launcher's environment: several CPU ranks on one machine get one OpenMP thread each."""
     env = dict(os.environ)
     if (config.device == "cpu" or not _has_cuda()) and (nproc or 1) > 1:
         env.setdefault("OMP_NUM_THREADS", "1")  # ranks share the cores; bi_ide splits torch's threads too
-    code = subprocess.call(cmd, env=env)
-    if code:
-        raise click.ClickException(f"the launcher exited with status {code}: {shlex.join(cmd[:6])} ...")
+    return env
 
 
 def launcher_command(*, nproc=None, hostfile=None, nnodes=None, node_rank=None, master_addr=None, master_port=None,

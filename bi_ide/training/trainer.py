@@ -18,6 +18,7 @@ bi_ide.training.distributed's Strategy. Only rank 0 creates the run and writes m
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shutil
 import signal
@@ -31,14 +32,17 @@ import torch
 
 import bi_ide
 from bi_ide.errors import ConfigError, NotFoundError, WorkbenchError
+from bi_ide.fleet import thermal
 from bi_ide.training import checkpoint as ckpt
 from bi_ide.training.config import TrainConfig
 from bi_ide.training.corpus import TokenShards, load_manifest
-from bi_ide.training.distributed import QuietLog, make_strategy
+from bi_ide.training.distributed import QuietLog, imbalance, imbalance_warning, make_strategy
 from bi_ide.training.hardware import GPUReader, apply_caps, peak_flops, pick_device, pick_precision
 from bi_ide.training.runlog import RunLog
 
 EVAL_DOMAINS = ("arabic", "code", "text")
+IMBALANCE_STEPS = 5  # steps (after the first) whose forward times the ranks compare
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -132,12 +136,12 @@ class Trainer:
                 shards = TokenShards(c.corpus, "val", domain=domain)
                 if len(shards) > c.seq_len + 1:
                     self.val_data[domain] = shards
-        # one optimizer step reads batch_size windows per rank and micro-batch: the global batch
-        self.step_tokens = c.tokens_per_step * self.strategy.world_size
+        # one optimizer step reads every rank's micro-batch, grad_accum times: the global batch
+        self.step_tokens = self.strategy.global_batch * c.grad_accum * c.seq_len
         if len(self.train_data) <= self.step_tokens:
             raise ConfigError(
                 f"the corpus' train split has {len(self.train_data)} tokens, less than one step's "
-                f"{self.step_tokens} (batch_size × grad_accum × seq_len × processes); use a bigger corpus or "
+                f"{self.step_tokens} (micro-batches of all processes × grad_accum × seq_len); use a bigger corpus or "
                 "smaller batch"
             )
         steps_per_epoch = len(self.train_data) // self.step_tokens
@@ -244,22 +248,28 @@ class Trainer:
             self._evaluate()  # the starting point of the validation curves
         self.model.train()
         window_start, window_tokens = time.perf_counter(), 0
+        weight = self.strategy.loss_weight  # 1 unless the ranks' micro-batches differ
+        forward_s = []  # this rank's forward time per step, for the imbalance check
         while self.step < self.total_steps:
             # 1. the learning rate of this step
             lr = lr_at(self.step, c, self.total_steps)
             self.strategy.set_lr(lr)
             # 2. forward and backward over grad_accum micro-batches, each rank on its slice of the global batch
-            loss_sum = 0.0
+            loss_sum, forward_time = 0.0, 0.0
             for i in range(c.grad_accum):
-                batch = self.train_data.batch(self.position, c.batch_size * self.strategy.world_size, c.seq_len)
+                batch = self.train_data.batch(self.position, self.strategy.global_batch, c.seq_len)
                 self.position = batch.next_position
                 inputs, targets = self.strategy.shard(batch)
                 x = torch.from_numpy(inputs).to(self.device, non_blocking=True)  # (B, T)
                 y = torch.from_numpy(targets).to(self.device, non_blocking=True)  # (B, T)
                 with self.strategy.micro_batch(last=i == c.grad_accum - 1):
+                    started = time.perf_counter()
                     with self.autocast:
                         _, loss = self.forward(x, y)
-                    loss_sum += loss.item()
+                    if weight != 1:
+                        loss = loss * weight  # the all-reduce's average becomes the global batch's mean
+                    loss_sum += loss.item()  # .item() waits for the forward pass
+                    forward_time += time.perf_counter() - started
                     self.strategy.backward(loss)
             # 3. clip, step, zero
             grad_norm = self.strategy.step()
@@ -268,6 +278,10 @@ class Trainer:
             window_tokens += self.step_tokens
             self.last_loss = self.strategy.mean(loss_sum / c.grad_accum)  # the global batch's loss
             self.losses.append(self.last_loss)
+            if self.strategy.world_size > 1 and len(forward_s) < IMBALANCE_STEPS + 1:
+                forward_s.append(forward_time)
+                if len(forward_s) == IMBALANCE_STEPS + 1:  # the first step warms up: left out
+                    self._check_imbalance(sorted(forward_s[1:])[IMBALANCE_STEPS // 2])
             # 4. metrics, evaluation, checkpoints, stop requests
             val = {}
             last = self.step == self.total_steps
@@ -285,6 +299,18 @@ class Trainer:
                 self.on_step(Progress(self.step, self.total_steps, self.last_loss, lr, self.tokens_per_s, val))
             if c.patience and self.evals_since_best >= c.patience:
                 break
+
+    def _check_imbalance(self, forward_s: float) -> None:
+        """Compare the ranks' forward times (every rank calls this at the same step); rank 0 warns."""
+        s = self.strategy
+        found = imbalance(s.micro_batches, s.gather(forward_s), s.hosts)
+        self.imbalance = found
+        if not s.is_main:
+            return
+        self.log.log(self.step, time.time(), {"batch_slowdown": found["slowdown"]})
+        warning = imbalance_warning(found, s.hosts, s.micro_batches)
+        if warning:
+            log.warning(warning)
 
     def _log_step(self, lr: float, grad_norm: float, tokens_per_s: float) -> None:
         self.tokens_per_s = tokens_per_s
@@ -307,14 +333,15 @@ class Trainer:
             total, n = 0.0, 0
             for i in range(c.eval_batches):
                 position = (i * c.batch_size * c.seq_len) % max(1, len(data) - c.seq_len - 1)
-                batch = data.batch(position, c.batch_size, c.seq_len)
+                batch = data.batch(position, self.strategy.micro, c.seq_len)
                 x = torch.from_numpy(batch.inputs).to(self.device)
                 y = torch.from_numpy(batch.targets).to(self.device)
                 with self.autocast:
                     _, loss = self.forward(x, y)
                 total += loss.item()
                 n += 1
-            mean = self.strategy.mean(total / n)  # every rank evaluates; they agree on best and patience
+            # every rank evaluates (its micro-batch of the same windows); they agree on best and patience
+            mean = self.strategy.mean(total / n * self.strategy.loss_weight)
             losses.append(mean)
             values[f"val_loss_{domain}"] = mean
             values[f"val_bpb_{domain}"] = data.bits_per_byte(mean)
@@ -386,8 +413,10 @@ class Trainer:
     def _check_stop(self) -> None:
         if self._stop_reason is None and self.strategy.is_main:
             with contextlib.suppress(WorkbenchError):
-                if self.store.get_run(self.run_id).get("stop_requested"):
+                run = self.store.get_run(self.run_id)
+                if run.get("stop_requested"):
                     self._stop_reason = "stop requested through the store"
+                thermal.pace(self.store, run)  # the fleet's thermal guard: half rate while its GPU is hot
         # all ranks stop at the same step, or the others would wait for them forever
         if self.strategy.any(self._stop_reason is not None):
             raise StopRequested(self._stop_reason or "another process was asked to stop")
