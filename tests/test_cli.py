@@ -113,3 +113,39 @@ def test_serve_refuses_a_network_address_without_tokens_and_auth(db):
 def test_serve_on_loopback_needs_no_auth(db):
     out = bi("serve", "--db", db, "--port", "5999", "--dry-run").output
     assert "--address 127.0.0.1 --port 5999" in out and "apps/overview.py" in out
+
+
+@pytest.mark.slow
+def test_serve_with_agent_shows_this_machine_and_stops_both(db, free_port):
+    """`make up`'s serve: the hub and this machine's agent as children; SIGTERM ends all three."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from bi_ide.hub.wire import frame_from_json
+
+    bi("init", "--db", db)
+    token = (db.parent / "hub.token").read_text().strip()
+    serve = subprocess.Popen([sys.executable, "-m", "bi_ide.cli", "serve", "--db", str(db), "--port", str(free_port),
+                              "--with-agent"], stderr=subprocess.PIPE, text=True)
+    try:
+        workers, deadline = [], time.monotonic() + 120
+        while not workers and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                r = requests.get(f"http://127.0.0.1:{free_port}/api/v1/workers",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            except requests.ConnectionError:
+                continue
+            workers = frame_from_json(r.json())["hostname"].to_list() if r.ok else []
+        assert socket.gethostname() in workers
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=60)
+    assert serve.returncode is not None and "agent   this machine reports to the hub" in err
+    with Store(db) as s:  # the hub let go of the file: nobody holds it any more
+        assert s.schema_version() == LATEST

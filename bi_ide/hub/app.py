@@ -8,6 +8,7 @@ runs on a small thread pool so a large batch never blocks the dashboards' event 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -26,6 +27,9 @@ from bi_ide.hub.wire import ARROW_STREAM, error_body, frame_to_json
 from bi_ide.store import ROLES, Store
 
 ID = r"([A-Za-z0-9_-]{1,64})"
+# Each domain serves its own routes from its own module: ``routes(hub) -> list`` of Tornado rules
+# and, optionally, ``start(hub)`` for work the hub process runs in the background (alert rules, ...).
+DOMAINS = ("bi_ide.fleet.api", "bi_ide.council.api", "bi_ide.erp.api")
 TOKEN_CACHE_S = 2.0  # a revoked token stops working within this time
 
 
@@ -70,19 +74,38 @@ class Hub:
             (rf"/api/v1/pipeline-runs/{ID}/steps/{STEP}", PipelineStepHandler, kw),
             (r"/api/v1/schedules", SchedulesHandler, kw),
             (rf"/api/v1/schedules/{ID}", ScheduleHandler, kw),
-        ]
+        ] + [rule for module in self.domains() for rule in module.routes(self)]
+
+    def domains(self) -> list:
+        """The domain modules (``DOMAINS``), imported on first use."""
+        return [importlib.import_module(name) for name in DOMAINS]
+
+    def start_background(self) -> list:
+        """Start every domain's background work in this process; returns what each started."""
+        return [module.start(self) for module in self.domains() if hasattr(module, "start")]
 
     def authenticate(self, header: str | None) -> dict:
-        if not header or not header.startswith("Bearer "):
-            raise AuthError("missing API token: send `Authorization: Bearer <token>` (see `bi-ide token create`)")
+        """The token ``header`` carries (checked in the store at most every TOKEN_CACHE_S); AuthError if none."""
+        cached = self._cached_token(header)
+        if cached is not None:
+            return cached
         secret = header[len("Bearer "):].strip()
-        hit = self._tokens.get(secret)
-        if hit and time.monotonic() - hit[0] < TOKEN_CACHE_S:
-            return hit[1]
         token = self.store.verify_token(secret)
         self.store.touch_token(token["id"])  # at most once per TOKEN_CACHE_S per token
         self._tokens[secret] = (time.monotonic(), token)
         return token
+
+    async def authenticate_async(self, header: str | None) -> dict:
+        """authenticate() without blocking the event loop: a cache hit answers here, a miss on the pool
+        (the store lookup, and the last-use write), so a fleet with a token per machine never stalls it."""
+        cached = self._cached_token(header)
+        return cached if cached is not None else await self.call(self.authenticate, header)
+
+    def _cached_token(self, header: str | None) -> dict | None:
+        if not header or not header.startswith("Bearer "):
+            raise AuthError("missing API token: send `Authorization: Bearer <token>` (see `bi-ide token create`)")
+        hit = self._tokens.get(header[len("Bearer "):].strip())
+        return hit[1] if hit and time.monotonic() - hit[0] < TOKEN_CACHE_S else None
 
     async def call(self, fn, *args, **kwargs):
         return await IOLoop.current().run_in_executor(self.pool, partial(fn, *args, **kwargs))
@@ -104,7 +127,7 @@ class ApiHandler(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:
         """Token-authenticated API: no cookies are trusted, so there is no XSRF to check."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         declared = self.request.headers.get("Content-Length")
         size = max(int(declared) if declared and declared.isdigit() else 0, len(self.request.body or b""))
         if size > self.hub.max_body_bytes:
@@ -116,7 +139,7 @@ class ApiHandler(tornado.web.RequestHandler):
         if needed is None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
             raise tornado.web.HTTPError(405)
         if needed:
-            self.token = self.hub.authenticate(self.request.headers.get("Authorization"))
+            self.token = await self.hub.authenticate_async(self.request.headers.get("Authorization"))
             require_role(self.token, needed)
             self.hub.limiter.take(self.token["id"])
 

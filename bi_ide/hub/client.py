@@ -16,14 +16,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import requests
 
+from bi_ide.council.client import CouncilCalls
+from bi_ide.erp.client import ErpCalls
 from bi_ide.errors import HubUnavailableError, RateLimitError, ValidationError
+from bi_ide.fleet.client import FleetCalls
 from bi_ide.hub.wire import ARROW_STREAM, error_from_response, frame_from_json
 from bi_ide.store.batches import metric_batch
 
 CHUNK_POINTS = 250_000  # points per request: about 8 MB of Arrow, under the hub's 16 MB body limit
 
 
-class HubClient:
+class HubClient(FleetCalls, CouncilCalls, ErpCalls):
     """A Store-shaped client of the hub at ``url`` using the API ``token``."""
 
     def __init__(self, url: str, token: str | None, *, timeout_s: float = 30.0, retries: int = 5):

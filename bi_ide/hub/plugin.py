@@ -10,3 +10,4 @@ from bi_ide.pipelines.schedule import start_scheduler
 HUB = app.Hub.from_env()
 ROUTES = HUB.routes()
 SCHEDULER = start_scheduler(HUB.store, interval_s=30)  # runs due pipeline schedules from this process
+BACKGROUND = HUB.start_background()  # the domains' own background work (fleet alert rules, ...)

@@ -29,6 +29,9 @@ from bi_ide.errors import (
 )
 from bi_ide.store import migrate as migrations
 from bi_ide.store.batches import SeriesBatch, metric_batch
+from bi_ide.store.council import CouncilTables
+from bi_ide.store.erp import ErpTables
+from bi_ide.store.fleet import FleetTables
 from bi_ide.store.pipelines import PipelineTables
 from bi_ide.store.values import check_text, new_id, to_json
 
@@ -80,7 +83,7 @@ def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     return con
 
 
-class Store(PipelineTables):
+class Store(PipelineTables, FleetTables, CouncilTables, ErpTables):
     """The workbench's tables in one DuckDB file (or in memory, for tests and notebooks).
 
     >>> store = Store(memory=True)

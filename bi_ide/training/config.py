@@ -14,7 +14,7 @@ import socket
 import param
 
 from bi_ide.errors import ConfigError
-from bi_ide.training.model import PRESETS
+from bi_ide.training.presets import PRESETS
 
 
 class TrainConfig(param.Parameterized):

@@ -1,0 +1,1 @@
+"""Council: members, grounded deliberation, reasoning backends, calibrated decisions."""

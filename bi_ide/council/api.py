@@ -1,0 +1,122 @@
+"""The hub's council routes, served by ``bi_ide.hub.app.Hub.routes``.
+
+Reading (members, decisions, status, calibration, the training plan) needs a viewer token; asking
+and resolving need a developer; the President's veto and override need an admin. A question is
+1–5,000 characters; urgency one of low, normal, high, critical. The deliberation runs on the hub's
+thread pool against the hub's own store.
+"""
+
+from __future__ import annotations
+
+from bi_ide.council import deliberation, planning
+from bi_ide.hub.app import ID, ApiHandler, _int_arg
+from bi_ide.hub.wire import frame_to_json
+
+QUERY_BODY = {"question": (str,), "urgency": (str,), "backend": (str, dict), "member_backends": (dict,),
+              "rounds": (int,), "members": (list,), "context": (dict,)}
+VOTE_BODY = {"decision_id": (str,), "vote": (str,), "reason": (str,)}
+VETO_BODY = {"reason": (str,)}
+OUTCOME_BODY = {"outcome": (str,), "note": (str,), "weighting": (str,)}
+
+
+class QueryHandler(ApiHandler):
+    roles = {"POST": "developer"}
+
+    async def post(self):
+        fields = self.body(QUERY_BODY, required=("question",))
+        fields.pop("context", None)  # accepted as the seed's CouncilQuery has it; the evidence comes from the store
+        question = fields.pop("question")
+        result = await self.hub.call(deliberation.ask, self.hub.store, question,
+                                     **{k: v for k, v in fields.items() if v is not None})
+        self.send(result, 201)
+
+
+class StatusHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self):
+        self.send(await self.hub.call(self.hub.store.council_status))
+
+
+class DecisionsHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self):
+        resolved = self.get_query_argument("resolved", None)
+        df = await self.hub.call(self.hub.store.list_council_decisions, limit=_int_arg(self, "limit", 100),
+                                 offset=_int_arg(self, "offset", 0),
+                                 resolved=None if resolved is None else resolved.lower() in ("1", "true", "yes"))
+        self.send(frame_to_json(df))
+
+
+class DecisionHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self, decision_id):
+        self.send(await self.hub.call(self.hub.store.get_council_decision, decision_id))
+
+
+class MembersHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self):
+        self.send(frame_to_json(await self.hub.call(self.hub.store.list_council_members)))
+
+
+class VoteHandler(ApiHandler):
+    """The President's vote on a decision: an override, recorded with its reason."""
+
+    roles = {"POST": "admin"}
+
+    async def post(self):
+        fields = self.body(VOTE_BODY, required=("decision_id", "vote", "reason"))
+        self.send(await self.hub.call(self.hub.store.override_council_decision, fields["decision_id"], fields["vote"],
+                                      fields["reason"]))
+
+
+class VetoHandler(ApiHandler):
+    roles = {"POST": "admin"}
+
+    async def post(self, decision_id):
+        fields = self.body(VETO_BODY, required=("reason",))
+        self.send(await self.hub.call(self.hub.store.veto_council_decision, decision_id, fields["reason"]))
+
+
+class OutcomeHandler(ApiHandler):
+    roles = {"POST": "developer"}
+
+    async def post(self, decision_id):
+        fields = self.body(OUTCOME_BODY, required=("outcome",))
+        self.send(await self.hub.call(self.hub.store.resolve_council_decision, decision_id, fields.pop("outcome"),
+                                      **{k: v for k, v in fields.items() if v is not None}))
+
+
+class CalibrationHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self):
+        self.send(await self.hub.call(self.hub.store.council_calibration))
+
+
+class PlanTrainingHandler(ApiHandler):
+    roles = {"GET": "viewer"}
+
+    async def get(self):
+        base = self.get_query_argument("recipe", planning.BASE_RECIPE)
+        self.send(await self.hub.call(planning.plan_training, self.hub.store, base_recipe=base))
+
+
+def routes(hub) -> list[tuple]:
+    kw = {"hub": hub}
+    return [
+        (r"/api/v1/council/query", QueryHandler, kw),
+        (r"/api/v1/council/status", StatusHandler, kw),
+        (r"/api/v1/council/decisions", DecisionsHandler, kw),
+        (rf"/api/v1/council/decisions/{ID}", DecisionHandler, kw),
+        (rf"/api/v1/council/decisions/{ID}/veto", VetoHandler, kw),
+        (rf"/api/v1/council/decisions/{ID}/outcome", OutcomeHandler, kw),
+        (r"/api/v1/council/members", MembersHandler, kw),
+        (r"/api/v1/council/vote", VoteHandler, kw),
+        (r"/api/v1/council/calibration", CalibrationHandler, kw),
+        (r"/api/v1/council/plan-training", PlanTrainingHandler, kw),
+    ]

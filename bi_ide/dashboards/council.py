@@ -1,0 +1,328 @@
+"""The council dashboard: ask (Arabic or English), progress while members answer, the decision
+with a member grid coloured by vote, shadow and light panels, evidence, history, the leaderboard
+and the calibration plot.
+
+Every tab follows the process's one ``Council`` state (``council_state()``); a tab only tells it
+which decision it shows. Text goes into the page with ``dir="auto"``, so Arabic reads right to
+left and English left to right, each in its own box. Asking is allowed per ``control_refusal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+
+from bi_ide.council.backends import KINDS
+from bi_ide.council.members import BY_ID, GROUPS, voting_members
+from bi_ide.dashboards.council_state import Council
+from bi_ide.dashboards.overview import _table
+from bi_ide.dashboards.poller import POLLER, dashboard_store
+from bi_ide.dashboards.training_state import control_refusal
+from bi_ide.errors import WorkbenchError
+from bi_ide.store.council import QUESTION_MAX, URGENCIES
+
+VOTE_COLOURS = {"approve": "#15803d", "reject": "#b91c1c", "abstain": "#6b7280"}
+DECISION_COLOURS = {"approved": "#15803d", "rejected": "#b91c1c", "deferred": "#b45309"}
+GROUP_TITLES = {"high": "High council", "shadow": "Shadow", "light": "Light", "scout": "Scouts", "domain": "Domain experts"}
+HISTORY_TITLES = {"created_at": "asked (UTC)", "decision": "decision", "confidence": "confidence", "urgency": "urgency",
+                  "outcome": "outcome", "vetoed": "vetoed", "override": "President", "question": "question", "id": "id"}
+BOARD_TITLES = {"name": "member", "group": "group", "expertise": "expertise", "correct": "right", "wrong": "wrong",
+                "accuracy": "accuracy", "weight": "weight", "id": "id"}
+COUNCIL_CSS = """
+.council-grid { display: flex; flex-wrap: wrap; gap: 6px; margin: 4px 0 10px; }
+.council-cell { width: 150px; padding: 6px 8px; border-radius: 6px; color: white; font-size: 12px;
+                overflow-wrap: anywhere; }
+.council-cell b { display: block; font-size: 13px; }
+.council-cell.revised { outline: 3px dashed #facc15; }
+.council-group { margin: 6px 0 0; font-weight: 600; }
+.council-decision { padding: 10px 14px; border-radius: 8px; color: white; font-size: 18px; font-weight: 600; }
+.council-question, .council-text { unicode-bidi: plaintext; white-space: pre-wrap; }
+.council-evidence li.cited { font-weight: 600; }
+"""
+TEXTAREA_CSS = ":host textarea { unicode-bidi: plaintext; text-align: start; font-size: 15px; }"
+
+
+def council_state() -> Council:
+    """This process's Council state, kept fresh by the shared poller (the hub's own store inside the hub)."""
+    return POLLER.shared("council", _new_council)
+
+
+def _new_council() -> Council:
+    store, _, error = dashboard_store()
+    return Council(error=error) if error else Council(store=store)
+
+
+def _esc(text) -> str:
+    return html.escape(str(text if text is not None else ""))
+
+
+def member_grid(decision: dict) -> str:
+    """The members as cells coloured by their final vote, grouped; a revised answer is outlined."""
+    final: dict[str, dict] = {}
+    for v in decision["votes"]:
+        if v["round"] < 2:
+            final[v["member_id"]] = v  # votes come in round order: round 1 replaces round 0
+    revised = {v["member_id"] for v in decision["votes"] if v["round"] == 1}
+    parts = []
+    for group in GROUPS:
+        cells = []
+        for mid, v in final.items():
+            member = BY_ID.get(mid)
+            if member is None or member.group != group:
+                continue
+            p = "—" if v["probability"] is None else f"{v['probability']:.2f}"
+            title = _esc(v["rationale"])
+            cells.append(f'<div class="council-cell{" revised" if mid in revised else ""}" data-member="{_esc(mid)}" '
+                         f'data-vote="{v["vote"]}" title="{title}" style="background:{VOTE_COLOURS[v["vote"]]}">'
+                         f'<b dir="auto">{_esc(member.name)}</b>{_esc(member.expertise)}<br>{v["vote"]} · {p}</div>')
+        if cells:
+            parts.append(f'<div class="council-group">{GROUP_TITLES[group]}</div><div class="council-grid">'
+                         + "".join(cells) + "</div>")
+    return "".join(parts)
+
+
+def decision_header(decision: dict) -> str:
+    colour = DECISION_COLOURS[decision["decision"]]
+    extra = ""
+    if decision.get("vetoed"):
+        extra += f" · vetoed by the President: {_esc(decision['veto_reason'])}"
+    if decision.get("override"):
+        extra += f" · the President says {decision['override']}: {_esc(decision['override_reason'])}"
+    return (f'<div class="council-question" dir="auto">{_esc(decision["question"])}</div>'
+            f'<div class="council-decision" style="background:{colour}">{decision["decision"]} · confidence '
+            f'{decision["confidence"]:.0%} · p(approve) {decision["probability"]:.2f}{extra}</div>'
+            f'<div class="council-text" dir="auto">{_esc(decision["reasoning"])}</div>')
+
+
+def evidence_list(decision: dict) -> str:
+    items = [f'<li class="{"cited" if f.get("cited") else ""}" dir="auto">[{_esc(f["id"])}] <i>{_esc(f["source"])}'
+             f'</i> {_esc(f["text"])} <small>({f["effect"]:+.1f})</small></li>' for f in decision["evidence"] or []]
+    return '<ul class="council-evidence">' + "".join(items) + "</ul>" if items else "<p>No evidence was found.</p>"
+
+
+def calibration_figure(calibration: dict):
+    """The reliability diagram: predicted probability against the observed rate, sized by count."""
+    fig = figure(height=280, width=360, x_range=(-0.03, 1.03), y_range=(-0.03, 1.03), x_axis_label="predicted p(approve)",
+                 y_axis_label="observed approval rate", toolbar_location=None, title=_calibration_title(calibration))
+    fig.title.text_font_size = "11px"
+    fig.line([0, 1], [0, 1], line_dash="dashed", color="#9ca3af")
+    rows = calibration.get("table") or []
+    source = ColumnDataSource({"x": [r["predicted"] for r in rows], "y": [r["observed"] for r in rows],
+                               "size": [6 + 2 * min(r["count"], 10) for r in rows]})
+    fig.scatter("x", "y", size="size", source=source, color="#0f766e")
+    fig.line("x", "y", source=source, color="#0f766e")
+    return fig
+
+
+def _calibration_title(calibration: dict) -> str:
+    if not calibration.get("resolved"):
+        return "Calibration: nothing resolved yet"
+    return f"{calibration['resolved']} resolved · Brier {calibration['brier']:.3f} · ECE {calibration['ece']:.3f}"
+
+
+class CouncilPage(pn.viewable.Viewer):
+    """The ask box, the selected decision in full, the history, the leaderboard and calibration."""
+
+    council = param.ClassSelector(class_=Council, doc="The shared state, usually council_state().")
+
+    selected = param.String(default=None, allow_None=True, doc="The id of the decision this tab shows.")
+
+    user = param.String(default=None, allow_None=True, doc="""
+        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
+
+    def __init__(self, **params):
+        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        if served:
+            params.setdefault("user", pn.state.user)
+        super().__init__(**params)
+        self.refusal = control_refusal(self.user)
+        self._ids: list[str] = []
+        self._syncing = False
+        self._build_widgets()
+        c = self.council
+        self._watchers = [
+            c.param.watch(lambda *_: self._show_history(), ["decisions"]),
+            c.param.watch(lambda *_: self._show_decision(), ["details"]),
+            c.param.watch(lambda *_: self._show_board(), ["leaderboard", "calibration"]),
+            c.param.watch(lambda *_: self._on_error(), ["error"]),
+        ]
+        self.param.watch(self._on_selected, ["selected"])
+        self._show_history()
+        self._show_board()
+        self._on_error()
+        if self.selected is None and self._ids:
+            self.selected = self._ids[0]
+        else:
+            self._on_selected()
+        if served:
+            pn.state.on_session_destroyed(lambda _ctx: self.close())
+
+    def close(self) -> None:
+        for w in self._watchers:
+            self.council.param.unwatch(w)
+        self._watchers = []
+        self.council.unwatch(self)
+
+    # -- widgets -----------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.question = pn.widgets.TextAreaInput(
+            placeholder="Ask the council… اسأل المجلس…", max_length=QUESTION_MAX, rows=3, auto_grow=True,
+            sizing_mode="stretch_width", stylesheets=[TEXTAREA_CSS], css_classes=["council-ask"])
+        self.urgency = pn.widgets.Select(label="Urgency", options=list(URGENCIES), value="normal", width=120)
+        self.backend = pn.widgets.Select(label="Backend", options=list(KINDS), value="grounded", width=120)
+        self.base_url = pn.widgets.TextInput(label="Server (openai)", placeholder="http://127.0.0.1:8080/v1",
+                                             width=260, visible=False)
+        self.backend.param.watch(lambda e: setattr(self.base_url, "visible", e.new == "openai"), "value")
+        self.ask_button = pn.widgets.Button(label="Ask the council", color="primary", width=160,
+                                            align="end", css_classes=["council-ask-button"],
+                                            disabled=bool(self.refusal), description=self.refusal or None)
+        self.ask_button.on_click(self._on_ask)
+        self.progress = pn.indicators.Progress(value=0, max=len(voting_members()), visible=False,
+                                               sizing_mode="stretch_width", bar_color="primary")
+        self.progress_text = pn.pane.Markdown("", visible=False, css_classes=["council-progress"])
+        self.message = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
+        html_pane = {"sizing_mode": "stretch_width", "stylesheets": [COUNCIL_CSS]}
+        self.header = pn.pane.HTML("", css_classes=["council-header"], **html_pane)
+        self.grid = pn.pane.HTML("", css_classes=["council-members"], **html_pane)
+        self.shadow = pn.pane.HTML("", css_classes=["council-shadow"], **html_pane)
+        self.light = pn.pane.HTML("", css_classes=["council-light"], **html_pane)
+        self.evidence = pn.pane.HTML("", css_classes=["council-evidence-pane"], **html_pane)
+        table = {"disabled": True, "show_index": False, "layout": "fit_data_stretch", "sizing_mode": "stretch_width"}
+        self.history = pn.widgets.Tabulator(None, selectable=1, max_height=320, titles=HISTORY_TITLES,
+                                            css_classes=["council-history"], **table)
+        self.history.param.watch(self._on_history_row, "selection")
+        self.board = pn.widgets.Tabulator(None, selectable=False, max_height=320, titles=BOARD_TITLES,
+                                          css_classes=["council-leaderboard"], **table)
+        self.plot = pn.pane.Bokeh(calibration_figure({}), css_classes=["council-calibration"])
+
+    # -- asking --------------------------------------------------------------------------------
+    def _spec(self):
+        if self.backend.value == "openai":
+            return {"kind": "openai", "base_url": self.base_url.value.strip()}
+        return self.backend.value
+
+    def ask_now(self) -> dict | None:
+        """Ask the question in the box here and now (blocking); show the decision."""
+        if self.refusal:
+            return self._say(self.refusal, "warning")
+        try:
+            decision, values = self.council.ask(self.question.value, urgency=self.urgency.value,
+                                                backend=self._spec(), on_progress=self._progress)
+        except WorkbenchError as e:
+            return self._say(f"**The council could not answer.** {e}", "danger")
+        self._show_new(decision, values)
+        return decision
+
+    async def _on_ask(self, _event) -> None:
+        """The button: the session runs on a thread; progress and the decision come back to this loop."""
+        if self.refusal:
+            return self._say(self.refusal, "warning")
+        loop = asyncio.get_running_loop()
+        self.ask_button.disabled = True
+        self.progress.param.update(value=0, visible=True)
+        self.progress_text.param.update(object="Gathering evidence…", visible=True)
+        question, urgency, spec = self.question.value, self.urgency.value, self._spec()
+        try:
+            decision, values = await loop.run_in_executor(None, lambda: self.council.ask(
+                question, urgency=urgency, backend=spec,
+                on_progress=lambda e: loop.call_soon_threadsafe(self._progress, e)))
+        except WorkbenchError as e:
+            self._say(f"**The council could not answer.** {e}", "danger")
+        else:
+            self._show_new(decision, values)
+        finally:
+            self.ask_button.disabled = False
+            self.progress.visible = False
+            self.progress_text.visible = False
+
+    def _progress(self, event: dict) -> None:
+        self.progress.max = max(1, event["total"])
+        self.progress.value = min(event["done"], event["total"])
+        who = f" — {BY_ID[event['member_id']].name}: {event['vote']}" if event.get("member_id") else ""
+        self.progress_text.object = f"{event['phase']}: {event['done']} of {event['total']} members{who}"
+
+    def _show_new(self, decision: dict, values: dict) -> None:
+        self.selected = decision["id"]
+        self.council.apply(values)
+        self._show_decision()
+        self._say(f"The council {decision['decision']} (confidence {decision['confidence']:.0%}).", "success")
+
+    # -- following the state ---------------------------------------------------------------------
+    def _show_history(self) -> None:
+        df = self.council.decisions
+        if df is None:
+            return
+        self._ids = df["id"].to_list()
+        table = _table(df.with_columns(df["confidence"].round(2)))
+        self._syncing = True
+        try:
+            if self.history.value is None or not table.equals(self.history.value):
+                self.history.value = table
+            wanted = [self._ids.index(self.selected)] if self.selected in self._ids else []
+            if list(self.history.selection) != wanted:
+                self.history.selection = wanted
+        finally:
+            self._syncing = False
+
+    def _on_history_row(self, event) -> None:
+        if not self._syncing and event.new and event.new[0] < len(self._ids):
+            self.selected = self._ids[event.new[0]]
+
+    def _on_selected(self, *_events) -> None:
+        self.council.watch_decision(self, self.selected)
+        self._show_history()
+        self._show_decision()
+
+    def _show_decision(self) -> None:
+        d = self.council.details.get(self.selected) if self.selected else None
+        if d is None:
+            self.header.object = "<p>No decision yet: ask the council a question.</p>"
+            for pane in (self.grid, self.shadow, self.light, self.evidence):
+                pane.object = ""
+            return
+        self.header.object = decision_header(d)
+        self.grid.object = member_grid(d)
+        self.shadow.object = f'<h4>Shadow: risks</h4><div class="council-text" dir="auto">{_esc(d["shadow_analysis"])}</div>'
+        self.light.object = (f'<h4>Light: opportunities</h4><div class="council-text" dir="auto">'
+                             f'{_esc(d["light_suggestion"])}</div>')
+        self.evidence.object = "<h4>Evidence</h4>" + evidence_list(d)
+
+    def _show_board(self) -> None:
+        board = self.council.leaderboard
+        if board is not None:
+            table = _table(board.with_columns(board["accuracy"].round(3), board["weight"].round(3)))
+            if self.board.value is None or not table.equals(self.board.value):
+                self.board.value = table
+        self.plot.object = calibration_figure(self.council.calibration)
+
+    def _on_error(self) -> None:
+        if self.council.error:
+            self._say(f"**The store could not be read.** {self.council.error}", "danger")
+
+    def _say(self, text: str, kind: str) -> None:
+        self.message.param.update(object=text, alert_type=kind, visible=True)
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        title = {"margin": (0, 10)}
+        return pn.Column(
+            self.message,
+            pn.Row(self.question, sizing_mode="stretch_width"),
+            pn.Row(self.urgency, self.backend, self.base_url, self.ask_button),
+            self.progress_text, self.progress,
+            self.header,
+            pn.pane.Markdown("### Members (coloured by vote; dashed: revised in the feedback round)", **title),
+            self.grid,
+            pn.Row(self.shadow, self.light, sizing_mode="stretch_width"),
+            self.evidence,
+            pn.pane.Markdown("### Decisions", **title),
+            self.history,
+            pn.Row(pn.Column(pn.pane.Markdown("### Leaderboard", **title), self.board, sizing_mode="stretch_width"),
+                   self.plot, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

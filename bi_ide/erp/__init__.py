@@ -1,0 +1,1 @@
+"""ERP analytics: import, reports, forecasts and the weekly predictive report."""

@@ -1,0 +1,128 @@
+"""The council dashboard: its state, the page without a browser, and the page in Chromium with an Arabic question."""
+
+from __future__ import annotations
+
+import pytest
+from test_council import XLARGE_ON_LAPTOP, seed_fleet
+
+from bi_ide.council.deliberation import ask
+from bi_ide.dashboards.council import CouncilPage, calibration_figure, member_grid
+from bi_ide.dashboards.council_state import Council
+from bi_ide.dashboards.training_state import DEVELOPERS_ENV
+
+ARABIC_QUESTION = "هل ندرب النموذج الضخم xlarge على اللابتوب؟"
+
+
+@pytest.fixture
+def council(store) -> Council:
+    seed_fleet(store)
+    return Council(store=store).refresh()
+
+
+def test_state_lists_decisions_leaderboard_calibration(council, store):
+    first = ask(store, XLARGE_ON_LAPTOP)
+    store.resolve_council_decision(first["id"], "right")
+    council.refresh()
+    assert council.decisions["id"].to_list() == [first["id"]] and council.error == ""
+    board = council.leaderboard
+    assert board.height == 39 and "president" not in board["group"].to_list()
+    assert board["weight"].to_list() == sorted(board["weight"].to_list(), reverse=True)
+    assert council.calibration["resolved"] == 1 and council.details == {}
+    council.watch_decision("tab", first["id"])
+    assert council.details[first["id"]]["votes"]
+
+
+def test_no_store_says_so():
+    assert "bi-ide init" in Council().refresh().error
+
+
+def test_page_asks_and_shows_the_decision(council):
+    page = CouncilPage(council=council)
+    assert "No decision yet" in page.header.object
+    events = []
+    page._progress = events.append  # what the progress bar would show
+    page.question.value = ARABIC_QUESTION
+    page.urgency.value = "high"
+    decision = page.ask_now()
+    assert decision["decision"] == "rejected" and page.selected == decision["id"]
+    assert events[0]["phase"] == "evidence" and events[-1]["phase"] == "stored"
+    assert any(e.get("member_id") == "hc-ai" for e in events)
+    assert 'dir="auto"' in page.header.object and "هل ندرب" in page.header.object
+    assert page.grid.object.count('data-vote="reject"') > 30 and "حكيم الذكاء" in page.grid.object
+    assert "does not fit" in page.shadow.object and "does not fit" in page.evidence.object
+    assert list(page.history.value["id"]) == [decision["id"]] and list(page.history.selection) == [0]
+    assert page.message.alert_type == "success"
+    page.close()
+    assert council.watched == frozenset()
+
+
+def test_page_refuses_bad_questions_and_non_developers(council, monkeypatch):
+    page = CouncilPage(council=council)
+    page.question.value = "   "
+    assert page.ask_now() is None and page.message.alert_type == "danger" and "1 to 5,000" in page.message.object
+    monkeypatch.setenv(DEVELOPERS_ENV, "alice")
+    bob = CouncilPage(council=council, user="bob")
+    bob.question.value = "Is the fleet ready?"
+    assert bob.ask_button.disabled and bob.ask_now() is None and "not a developer" in bob.message.object
+    assert council.store.list_council_decisions().is_empty()
+
+
+def test_grid_marks_revisions_and_the_plot_has_the_table(store):
+    seed_fleet(store)
+    ask(store, XLARGE_ON_LAPTOP)
+    d = ask(store, "Should we train the small preset on the 6 GB laptop?")
+    revised = {v["member_id"] for v in d["votes"] if v["round"] == 1}
+    grid = member_grid(d)
+    assert revised and grid.count("council-cell revised") == len(revised)
+    fig = calibration_figure({"resolved": 2, "brier": 0.1, "ece": 0.05,
+                              "table": [{"predicted": 0.2, "observed": 0.0, "count": 1},
+                                        {"predicted": 0.8, "observed": 1.0, "count": 1}]})
+    assert fig.title.text == "2 resolved · Brier 0.100 · ECE 0.050"
+    assert fig.renderers[1].data_source.data["x"] == [0.2, 0.8]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_hub):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bi_ide.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "bi_ide.cli", "init", "--db", str(tmp_db)], cwd=root, check=True,
+                   capture_output=True, timeout=60)
+    with Store(tmp_db) as s:
+        seed_fleet(s)
+        first = ask(s, "Should we train the small preset on the 6 GB laptop?")
+        s.resolve_council_decision(first["id"], "right")
+    hub = start_hub(tmp_db)
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    tab = context.new_page()
+    try:
+        tab.goto(hub.url + "/council")
+        tab.locator(".council-history").get_by_text("Should we train the small preset").wait_for(timeout=30_000)
+        assert tab.title() == "Council"
+        box = tab.locator(".council-ask textarea")
+        box.fill(ARABIC_QUESTION)
+        tab.locator(".council-ask-button button").click()
+        header = tab.locator(".council-header")
+        header.locator(".council-decision", has_text="rejected").wait_for(timeout=30_000)
+        question = header.locator(".council-question")
+        assert question.inner_text() == ARABIC_QUESTION
+        assert question.evaluate("e => getComputedStyle(e).direction") == "rtl"  # dir=auto found Arabic
+        assert box.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
+        cells = tab.locator(".council-members .council-cell[data-vote='reject']")
+        assert cells.count() > 30
+        assert tab.locator(".council-shadow").get_by_text("does not fit").is_visible()
+        assert tab.locator(".council-history .tabulator-row").count() == 2
+        assert tab.locator(".council-leaderboard").get_by_text("حكيم الذكاء").count() == 1
+        tab.wait_for_timeout(500)
+        tab.screenshot(path="/tmp/council.png", full_page=True)
+        tab.locator(".council-leaderboard").scroll_into_view_if_needed()
+        tab.wait_for_timeout(300)
+        tab.screenshot(path="/tmp/council-bottom.png")
+        assert "Traceback" not in hub.log_path.read_text()
+    finally:
+        context.close()
