@@ -22,7 +22,7 @@ from bi_ide.council.members import BY_ID, GROUPS, voting_members
 from bi_ide.dashboards.council_state import Council
 from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.poller import POLLER, dashboard_store
-from bi_ide.dashboards.training_state import control_refusal
+from bi_ide.dashboards.template import ControlledPage, served
 from bi_ide.errors import WorkbenchError
 from bi_ide.store.council import QUESTION_MAX, URGENCIES
 
@@ -125,22 +125,15 @@ def _calibration_title(calibration: dict) -> str:
     return f"{calibration['resolved']} resolved · Brier {calibration['brier']:.3f} · ECE {calibration['ece']:.3f}"
 
 
-class CouncilPage(pn.viewable.Viewer):
+class CouncilPage(ControlledPage):
     """The ask box, the selected decision in full, the history, the leaderboard and calibration."""
 
     council = param.ClassSelector(class_=Council, doc="The shared state, usually council_state().")
 
     selected = param.String(default=None, allow_None=True, doc="The id of the decision this tab shows.")
 
-    user = param.String(default=None, allow_None=True, doc="""
-        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
-
     def __init__(self, **params):
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        if served:
-            params.setdefault("user", pn.state.user)
         super().__init__(**params)
-        self.refusal = control_refusal(self.user)
         self._ids: list[str] = []
         self._syncing = False
         self._build_widgets()
@@ -159,7 +152,7 @@ class CouncilPage(pn.viewable.Viewer):
             self.selected = self._ids[0]
         else:
             self._on_selected()
-        if served:
+        if served():
             pn.state.on_session_destroyed(lambda _ctx: self.close())
 
     def close(self) -> None:

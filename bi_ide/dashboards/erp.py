@@ -15,7 +15,7 @@ import polars as pl
 from bi_ide.dashboards.erp_state import ALL, Erp, ErpView, import_upload
 from bi_ide.dashboards.overview import KPI
 from bi_ide.dashboards.poller import POLLER, dashboard_store
-from bi_ide.dashboards.training_state import control_refusal
+from bi_ide.dashboards.template import ControlledPage, served
 from bi_ide.erp import plots
 from bi_ide.erp.imports import COLUMNS
 
@@ -43,21 +43,14 @@ def _rounded(df: pl.DataFrame):
     return df.with_columns(pl.col(pl.Float64).round(2)).to_pandas()
 
 
-class ErpPage(pn.viewable.Viewer):
+class ErpPage(ControlledPage):
     """The Overview and Import tabs of the ERP page for one browser tab."""
 
     erp = param.ClassSelector(class_=Erp, doc="The shared state, usually erp_state().")
 
-    user = param.String(default=None, allow_None=True, doc="""
-        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
-
     def __init__(self, **params):
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        if served:
-            params.setdefault("user", pn.state.user)
         super().__init__(**params)
         self.view = ErpView(erp=self.erp)
-        self.refusal = control_refusal(self.user)
         self._build_filters()
         self._build_figures()
         self._build_import()
@@ -66,7 +59,7 @@ class ErpPage(pn.viewable.Viewer):
         self._watcher = self.erp.param.watch(lambda *_: self._choices(), ["categories", "customers"])
         self._choices()
         self._show()
-        if served:
+        if served():
             pn.state.on_session_destroyed(lambda _ctx: self.close())
 
     def close(self) -> None:

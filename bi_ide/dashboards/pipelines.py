@@ -15,7 +15,7 @@ from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.pipelines_state import Pipelines, failure
 from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import human_duration
-from bi_ide.dashboards.training_state import control_refusal
+from bi_ide.dashboards.template import ControlledPage, served
 from bi_ide.errors import WorkbenchError
 
 RUN_TITLES = {"status": "status", "pipeline": "pipeline", "trigger": "trigger", "started_at": "started (UTC)",
@@ -43,22 +43,15 @@ def _durations(df: pl.DataFrame) -> pl.DataFrame:
                            .fill_null("").alias("duration")).drop("duration_s")
 
 
-class PipelinesPage(pn.viewable.Viewer):
+class PipelinesPage(ControlledPage):
     """The runs table, the selected run's steps and failure, and the schedules with their buttons."""
 
     pipelines = param.ClassSelector(class_=Pipelines, doc="The shared state, usually pipelines_state().")
 
     selected = param.String(default=None, allow_None=True, doc="The id of the run whose steps this tab shows.")
 
-    user = param.String(default=None, allow_None=True, doc="""
-        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
-
     def __init__(self, **params):
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        if served:
-            params.setdefault("user", pn.state.user)
         super().__init__(**params)
-        self.refusal = control_refusal(self.user)
         self._run_ids: list[str] = []
         self._schedule_ids: list[str] = []
         self._syncing = False
@@ -78,7 +71,7 @@ class PipelinesPage(pn.viewable.Viewer):
             self.selected = self._run_ids[0]
         else:
             self._on_selected()
-        if served:  # let go of the shared state with the tab
+        if served():  # let go of the shared state with the tab
             pn.state.on_session_destroyed(lambda _ctx: self.close())
 
     def close(self) -> None:

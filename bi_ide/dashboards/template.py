@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import panel as pn
+import param
 from panel.theme import fast
 
 from bi_ide import settings
+from bi_ide.dashboards.training_state import control_refusal
 
 TITLE = "BI-IDE Workbench"
 ACCENT = "#0f766e"
@@ -98,3 +100,24 @@ NAV_CSS = """
 .bi-nav a:hover { background: var(--panel-surface-color, rgba(127, 127, 127, 0.12)); }
 .bi-nav a.bi-nav-active { background: var(--panel-primary-color, #0f766e); color: white; font-weight: 600; }
 """
+
+
+def served() -> bool:
+    """True inside a page that `panel serve` is serving (a browser session), False in tests and notebooks."""
+    return pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+
+class ControlledPage(pn.viewable.Viewer):
+    """A page with buttons that change things: it knows who is logged in and why they may not act.
+
+    ``refusal`` is "" when the user may press them, else the reason to show (``control_refusal``).
+    """
+
+    user = param.String(default=None, allow_None=True, doc="""
+        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
+
+    def __init__(self, **params):
+        if served():
+            params.setdefault("user", pn.state.user)
+        super().__init__(**params)
+        self.refusal = control_refusal(self.user)

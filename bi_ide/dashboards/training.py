@@ -17,11 +17,11 @@ from holoviews.streams import Pipe
 from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import human_duration
+from bi_ide.dashboards.template import ControlledPage, served
 from bi_ide.dashboards.training_state import (
     CHARTS,
     RunFilter,
     Training,
-    control_refusal,
     dashboard_token,
     hub_url,
     run_progress,
@@ -85,27 +85,21 @@ def chart(key: str, frames: dict[str, pl.DataFrame], labels: dict[str, str]) -> 
     )
 
 
-class TrainingPage(pn.viewable.Viewer):
+class TrainingPage(ControlledPage):
     """The runs table and its filters, overlaid curves, progress, checkpoints, models, start and stop."""
 
     training = param.ClassSelector(class_=Training, doc="The shared state, usually training_state().")
 
     filter = param.ClassSelector(class_=RunFilter, doc="This tab's filters and selection.")
 
-    user = param.String(default=None, allow_None=True, doc="""
-        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
-
     host = param.String(default=None, allow_None=True, doc="""
         Host:port the page was asked for; the trainers it starts reach the hub at this port.""")
 
     def __init__(self, **params):
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        if served:
-            params.setdefault("user", pn.state.user)
+        if served():
             params.setdefault("host", pn.state.curdoc.session_context.request.host)
         params.setdefault("filter", RunFilter())
         super().__init__(**params)
-        self.refusal = control_refusal(self.user)
         self._labels: dict[str, str] = {}  # the runs the charts show: id -> legend name
         self._sent: dict[str, dict] = {}  # per chart: the columns last sent to its plot
         self._shown_ids: list[str] = []  # the runs table's rows, in order
@@ -126,7 +120,7 @@ class TrainingPage(pn.viewable.Viewer):
         if not self.filter.selected:
             self.filter.selected = self._first_shown()
         self._on_selected()
-        if served:  # let go of the shared state with the tab
+        if served():  # let go of the shared state with the tab
             pn.state.on_session_destroyed(lambda _ctx: self.close())
 
     def close(self) -> None:

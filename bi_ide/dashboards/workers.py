@@ -17,7 +17,7 @@ import polars as pl
 from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.state import human_bytes, human_duration
-from bi_ide.dashboards.training_state import control_refusal
+from bi_ide.dashboards.template import ControlledPage, served
 from bi_ide.dashboards.workers_state import Fleet
 from bi_ide.errors import WorkbenchError
 from bi_ide.fleet.commands import PAYLOADS
@@ -74,20 +74,13 @@ def totals_text(r: dict) -> str:
             f"{human_bytes(r['gpu_memory_bytes'])}, mean utilisation {util}")
 
 
-class WorkersPage(pn.viewable.Viewer):
+class WorkersPage(ControlledPage):
     """The worker cards, alerts with acknowledge, the command queue and the SLO budgets."""
 
     fleet = param.ClassSelector(class_=Fleet, doc="The shared state, usually workers_state().")
 
-    user = param.String(default=None, allow_None=True, doc="""
-        The logged-in dashboard user (pn.state.user); None when no login is configured.""")
-
     def __init__(self, **params):
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        if served:
-            params.setdefault("user", pn.state.user)
         super().__init__(**params)
-        self.refusal = control_refusal(self.user)
         table = {"disabled": True, "show_index": False, "layout": "fit_data_stretch", "sizing_mode": "stretch_width",
                  "titles": TITLES}
         self.totals = pn.pane.Markdown("", margin=(0, 10), css_classes=["fleet-totals"])
@@ -114,7 +107,7 @@ class WorkersPage(pn.viewable.Viewer):
         self._watchers = [self.fleet.param.watch(lambda *_: self._show(), ["workers", "alerts", "commands", "slos",
                                                                             "resources", "error"])]
         self._show()
-        if served:
+        if served():
             pn.state.on_session_destroyed(lambda _ctx: self.close())
 
     def close(self) -> None:
