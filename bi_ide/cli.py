@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -171,9 +172,12 @@ def _serve_with_agent(args: list[str], env: dict, address: str, port: int, db: P
                   "--token-file", str(token_file), "--log-level", "warning"]
     agent_env = {k: v for k, v in os.environ.items() if k not in ("BI_IDE_DB", "BI_IDE_HUB", "BI_IDE_TOKEN")}
     hub = subprocess.Popen(args, env=env)
-    agent = subprocess.Popen(agent_args, env=agent_env)  # it retries until the hub answers
-    click.echo(f"agent   this machine reports to the hub (pid {agent.pid})", err=True)
     signal.signal(signal.SIGTERM, lambda *_: hub.terminate())  # a service manager's stop ends both
+    # The agent starts once the hub answers: its attempts before would count against the hub's
+    # availability objective (an agent that finds the hub away buffers and retries anyway).
+    _wait_for_health(f"http://{host}:{port}/api/v1/health", hub)
+    agent = subprocess.Popen(agent_args, env=agent_env)
+    click.echo(f"agent   this machine reports to the hub (pid {agent.pid})", err=True)
     try:
         while True:
             try:
@@ -186,6 +190,20 @@ def _serve_with_agent(args: list[str], env: dict, address: str, port: int, db: P
             agent.wait(timeout=15)
         except subprocess.TimeoutExpired:
             agent.kill()
+
+
+def _wait_for_health(url: str, hub: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Until ``url`` answers (or the hub exits, or ``timeout_s`` passes)."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while hub.poll() is None and time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
 
 
 def _is_loopback(address: str) -> bool:

@@ -117,7 +117,7 @@ def test_serve_on_loopback_needs_no_auth(db):
 
 @pytest.mark.slow
 def test_serve_with_agent_shows_this_machine_and_stops_both(db, free_port):
-    """`make up`'s serve: the hub and this machine's agent as children; SIGTERM ends all three."""
+    """`make up`'s serve: the hub, then (once it answers) this machine's agent; SIGTERM ends all three."""
     import signal
     import socket
     import subprocess
@@ -143,6 +143,11 @@ def test_serve_with_agent_shows_this_machine_and_stops_both(db, free_port):
                 continue
             workers = frame_from_json(r.json())["hostname"].to_list() if r.ok else []
         assert socket.gethostname() in workers
+        # the agent started once the hub answered: none of its requests went unanswered
+        slos = requests.get(f"http://127.0.0.1:{free_port}/api/v1/slos", headers={"Authorization": f"Bearer {token}"},
+                            timeout=5).json()["objectives"]
+        availability = next(o for o in slos if o["objective"] == "api_availability")
+        assert availability["good"] == availability["total"] > 0
     finally:
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=60)
