@@ -17,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import polars as pl
 import pytest
 import requests
 
@@ -156,7 +157,7 @@ def test_hot_gpu_opens_and_resolves_an_alert_and_tells_the_webhook(fleet, webhoo
     client, agents = fleet["client"], fleet["agents"]
     agents["rtx-box"].set_temp(91)
     alert = until(lambda: next(iter(client.list_alerts(active=True).filter(
-        client.list_alerts(active=True)["rule"] == "gpu_hot").to_dicts()), None), 30, "the gpu_hot alert")
+        pl.col("rule") == "gpu_hot").to_dicts()), None), 30, "the gpu_hot alert")
     assert alert["worker_id"] == "rtx-box" and alert["severity"] == "critical" and "91 °C" in alert["message"]
     until(lambda: client.get_worker("rtx-box")["status"] == "red", 10, "rtx-box red")
     assert client.get_worker("laptop")["status"] == "green"
@@ -165,7 +166,7 @@ def test_hot_gpu_opens_and_resolves_an_alert_and_tells_the_webhook(fleet, webhoo
     agents["rtx-box"].set_temp(65)
     until(lambda: client.list_alerts(active=True).is_empty(), 30, "the alert to resolve")
     until(lambda: webhook.events("gpu_hot") == ["opened", "resolved"], 10, "the webhook's resolved event")
-    assert client.list_alerts().filter(client.list_alerts()["id"] == alert["id"])["status"].to_list() == ["resolved"]
+    assert client.list_alerts().filter(pl.col("id") == alert["id"])["status"].to_list() == ["resolved"]
 
 
 def test_commands_run_on_the_agent(fleet):
@@ -201,7 +202,7 @@ def test_the_cli_agent_reports_this_machine_and_exits_cleanly(fleet):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         worker = until(lambda: next(iter(client.list_workers().filter(
-            client.list_workers()["id"] == "this-machine").to_dicts()), None), 60, "the CLI agent's registration")
+            pl.col("id") == "this-machine").to_dicts()), None), 60, "the CLI agent's registration")
         until(lambda: client.count_samples("this-machine")["machine"] >= 2, 30, "its samples")
         detail = client.get_worker("this-machine")
         assert detail["labels"] == {"role": "test"} and detail["cpu_count"] >= 1
