@@ -297,9 +297,6 @@ class CouncilPage(ControlledPage):
         if self.council.error:
             self._say(f"**The store could not be read.** {self.council.error}", "danger")
 
-    def _say(self, text: str, kind: str) -> None:
-        self.message.param.update(object=text, alert_type=kind, visible=True)
-
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         title = {"margin": (0, 10)}

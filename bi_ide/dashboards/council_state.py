@@ -8,7 +8,6 @@ through the same store (a HubClient sends it to the hub), reporting each member'
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -47,11 +46,6 @@ class Council(PolledState):
     updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
 
     error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self._watching: dict[object, frozenset[str]] = {}  # tab -> the decision id it shows
-        self._lock = threading.Lock()
 
     # -- which decisions the tabs show ----------------------------------------------------------
     def watch_decision(self, owner, decision_id: str | None) -> None:

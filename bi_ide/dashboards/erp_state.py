@@ -8,7 +8,6 @@ it recomputes when a filter or the shared version changes, not on every poll.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -42,11 +41,6 @@ class Erp(PolledState):
     updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
 
     error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self._watching: dict = {}
-        self._lock = threading.Lock()
 
     def read(self) -> dict:
         """The counts and the data version; the filter choices only when the version moved."""

@@ -7,7 +7,6 @@ reading of every GPU of every worker, and their time series over the longest win
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -41,11 +40,6 @@ class Gpus(PolledState):
     updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
 
     error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self._watching: dict[object, int] = {}  # tab -> the window it shows, in seconds
-        self._lock = threading.Lock()
 
     def watch_window(self, owner, window_s: int | None) -> None:
         """Tell the state which window ``owner`` (a tab) shows; a longer one than before is read now."""

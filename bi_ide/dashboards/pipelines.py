@@ -215,9 +215,6 @@ class PipelinesPage(ControlledPage):
         done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
         self._say(f"Schedule of {record['pipeline']} (`{record['cron']}`) {done}.", "success")
 
-    def _say(self, text: str, kind: str) -> None:
-        self.message.param.update(object=text, alert_type=kind, visible=True)
-
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         title = {"margin": (0, 10)}

@@ -7,7 +7,6 @@ Pausing, resuming and removing a schedule write through the same store; the page
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -44,11 +43,6 @@ class Pipelines(PolledState):
     updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
 
     error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self._watching: dict[object, frozenset[str]] = {}  # tab -> the run id it shows
-        self._lock = threading.Lock()
 
     # -- which runs the tabs show ------------------------------------------------------------
     def watch_run(self, owner, run_id: str | None) -> None:

@@ -7,6 +7,7 @@ thread; ``apply()`` publishes the result, so watchers fire once per refresh with
 
 from __future__ import annotations
 
+import threading
 import time
 
 import param
@@ -28,8 +29,13 @@ class PolledState(param.Parameterized):
 
     per_run: tuple[str, ...] = ()
 
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._watching: dict = {}  # tab -> what it shows (run or decision ids; the GPU page: its window)
+        self._lock = threading.Lock()
+
     def unwatch(self, owner) -> None:
-        """A tab closed: stop reading its runs (subclasses keep ``_watching``: tab -> run ids)."""
+        """A tab closed: stop reading what it showed."""
         with self._lock:
             self._watching.pop(owner, None)
 

@@ -121,3 +121,7 @@ class ControlledPage(pn.viewable.Viewer):
             params.setdefault("user", pn.state.user)
         super().__init__(**params)
         self.refusal = control_refusal(self.user)
+
+    def _say(self, text: str, kind: str) -> None:
+        """Show ``text`` in the page's message box (``self.message``, a pn.pane.Alert) as ``kind``."""
+        self.message.param.update(object=text, alert_type=kind, visible=True)

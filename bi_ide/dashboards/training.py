@@ -382,9 +382,6 @@ class TrainingPage(ControlledPage):
         self._say(f"Started `{' '.join(argv[2:])}` (PID {proc.pid}); it shows in the table once it registers. "
                   f"Output: `{proc.log_path}`", "success")
 
-    def _say(self, text: str, kind: str) -> None:
-        self.message.param.update(object=text, alert_type=kind, visible=True)
-
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         title = {"margin": (0, 10)}

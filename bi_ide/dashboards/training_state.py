@@ -69,8 +69,6 @@ class Training(PolledState):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._watching: dict[object, frozenset[str]] = {}  # tab -> the run ids it shows
-        self._lock = threading.Lock()
         self._read_status: dict[str, str] = {}  # run id -> its status when its curves were last read
 
     # -- which runs the tabs show ------------------------------------------------------------

@@ -163,9 +163,6 @@ class WorkersPage(ControlledPage):
             return self._say(f"**Not done.** {e}", "danger")
         self._say(f"{done.capitalize()} `{record['id']}`.", "success")
 
-    def _say(self, text: str, kind: str) -> None:
-        self.message.param.update(object=text, alert_type=kind, visible=True)
-
     def __panel__(self) -> pn.viewable.Viewable:
         title = {"margin": (0, 10)}
         return pn.Column(
