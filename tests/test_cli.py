@@ -143,10 +143,14 @@ def test_serve_with_agent_shows_this_machine_and_stops_both(db, free_port):
                 continue
             workers = frame_from_json(r.json())["hostname"].to_list() if r.ok else []
         assert socket.gethostname() in workers
-        # the agent started once the hub answered: none of its requests went unanswered
-        slos = requests.get(f"http://127.0.0.1:{free_port}/api/v1/slos", headers={"Authorization": f"Bearer {token}"},
-                            timeout=5).json()["objectives"]
-        availability = next(o for o in slos if o["objective"] == "api_availability")
+        # the agent started once the hub answered: none of its requests went unanswered. The
+        # worker registers before its first sample batch lands, so wait for a batch.
+        availability = {"total": 0}
+        while not availability["total"] and time.monotonic() < deadline:
+            slos = requests.get(f"http://127.0.0.1:{free_port}/api/v1/slos",
+                                headers={"Authorization": f"Bearer {token}"}, timeout=5).json()["objectives"]
+            availability = next(o for o in slos if o["objective"] == "api_availability")
+            time.sleep(0.5)
         assert availability["good"] == availability["total"] > 0
     finally:
         serve.send_signal(signal.SIGTERM)
