@@ -8,7 +8,7 @@ from test_council import XLARGE_ON_LAPTOP, seed_fleet
 from bi_ide.council.deliberation import ask
 from bi_ide.dashboards.council import CouncilPage, calibration_figure, member_grid
 from bi_ide.dashboards.council_state import Council
-from bi_ide.dashboards.training_state import DEVELOPERS_ENV
+from bi_ide.dashboards.training_state import ADMINS_ENV, DEVELOPERS_ENV
 
 ARABIC_QUESTION = "هل ندرب النموذج الضخم xlarge على اللابتوب؟"
 
@@ -67,6 +67,48 @@ def test_page_refuses_bad_questions_and_non_developers(council, monkeypatch):
     assert council.store.list_council_decisions().is_empty()
 
 
+def test_page_records_outcome_override_and_veto(council, store):
+    decision = ask(store, XLARGE_ON_LAPTOP)
+    before = {r["id"]: r["weight"] for r in store.list_council_members().to_dicts()}
+    page = CouncilPage(council=council.refresh(), selected=decision["id"])
+    assert page.actions.visible and not page.resolve_button.disabled and not page.veto_button.disabled
+    page.outcome.value, page.note.value = "right", "the laptop ran out of memory in a trial"
+    assert page.resolve_now()["outcome"] == "right" and page.message.alert_type == "success"
+    assert "resolved: right" in page.header.object and page.note.value == ""
+    assert page.resolve_button.disabled and "resolved as right" in page.resolve_button.description
+    after = {r["id"]: r["weight"] for r in store.list_council_members().to_dicts()}
+    assert after != before and council.calibration["resolved"] == 1
+    assert page.history.value["outcome"].to_list() == ["right"]
+
+    page.reason.value = "  "  # the President's word needs a reason; nothing is recorded without one
+    assert page.veto_now() is None and page.message.alert_type == "danger" and "Reason" in page.message.object
+    page.president_vote.value, page.reason.value = "approve", "we accept the risk for one trial run"
+    assert page.override_now()["override"] == "approved" and "the President says approved" in page.header.object
+    page.reason.value = "not this quarter"
+    assert page.veto_now()["vetoed"] and "vetoed by the President: not this quarter" in page.header.object
+    assert page.veto_button.disabled and page.veto_button.description == "already vetoed"
+    stored = store.get_council_decision(decision["id"])
+    assert (stored["outcome_note"], stored["override_reason"], stored["veto_reason"]) == (
+        "the laptop ran out of memory in a trial", "we accept the risk for one trial run", "not this quarter")
+    page.close()
+
+
+def test_president_buttons_need_an_admin(council, store, monkeypatch):
+    decision = ask(store, XLARGE_ON_LAPTOP)
+    monkeypatch.setenv(DEVELOPERS_ENV, "ada")
+    monkeypatch.setenv(ADMINS_ENV, "root")
+    ada = CouncilPage(council=council.refresh(), user="ada", selected=decision["id"])
+    assert not ada.resolve_button.disabled and ada.veto_button.disabled and ada.override_button.disabled
+    assert ADMINS_ENV in ada.veto_button.description
+    ada.reason.value = "no"
+    assert ada.veto_now() is None and "not an admin" in ada.message.object
+    assert not store.get_council_decision(decision["id"])["vetoed"]
+    root = CouncilPage(council=council, user="root", selected=decision["id"])
+    assert not root.veto_button.disabled and not root.resolve_button.disabled
+    ada.close()
+    root.close()
+
+
 def test_grid_marks_revisions_and_the_plot_has_the_table(store):
     seed_fleet(store)
     ask(store, XLARGE_ON_LAPTOP)
@@ -118,6 +160,14 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         assert tab.locator(".council-shadow").get_by_text("does not fit").is_visible()
         assert tab.locator(".council-history .tabulator-row").count() == 2
         assert tab.locator(".council-leaderboard").get_by_text("حكيم الذكاء").count() == 1
+        # the outcome and the President's veto, recorded from the page
+        actions = tab.locator(".council-actions")
+        actions.locator(".council-resolve button").click()
+        header.locator(".council-decision", has_text="resolved: right").wait_for(timeout=30_000)
+        actions.locator("input[placeholder='why (recorded)']").fill("ليس هذا الربع")
+        actions.locator(".council-veto button").click()
+        header.locator(".council-decision", has_text="vetoed by the President: ليس هذا الربع").wait_for(timeout=30_000)
+        assert actions.locator(".council-veto button").is_disabled()
         tab.wait_for_timeout(500)
         tab.screenshot(path="/tmp/council.png", full_page=True)
         tab.locator(".council-leaderboard").scroll_into_view_if_needed()

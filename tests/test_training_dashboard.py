@@ -13,6 +13,7 @@ import pytest
 from bi_ide.dashboards.poller import Poller
 from bi_ide.dashboards.training import TrainingPage, chart
 from bi_ide.dashboards.training_state import (
+    ADMINS_ENV,
     CURVE_METRICS,
     DEVELOPERS_ENV,
     HUB_URL_ENV,
@@ -227,6 +228,23 @@ def test_control_refusal(user, developers, allowed):
     assert (reason == "") is allowed
     if not allowed:
         assert DEVELOPERS_ENV in reason and repr(user) in reason
+
+
+@pytest.mark.parametrize(("user", "role", "allowed"), [
+    (None, "admin", True),  # loopback, no login configured
+    ("root", "admin", True),
+    ("root", "developer", True),  # an admin may do what a developer may
+    ("ada", "developer", True),
+    ("ada", "admin", False),  # a developer is not an admin
+    ("bob", "developer", False),
+])
+def test_control_refusal_by_role(user, role, allowed):
+    reason = control_refusal(user, "ada", role=role, admins="root")
+    assert (reason == "") is allowed
+    if not allowed:
+        assert (ADMINS_ENV if role == "admin" else DEVELOPERS_ENV) in reason
+    with pytest.raises(ValueError, match="president"):
+        control_refusal(user, role="president")
 
 
 def test_control_refusal_reads_the_environment(monkeypatch):

@@ -4,7 +4,8 @@ and the calibration plot.
 
 Every tab follows the process's one ``Council`` state (``council_state()``); a tab only tells it
 which decision it shows. Text goes into the page with ``dir="auto"``, so Arabic reads right to
-left and English left to right, each in its own box. Asking is allowed per ``control_refusal``.
+left and English left to right, each in its own box. Asking and recording an outcome are allowed per
+``control_refusal``; the President's veto and override need an admin there, as they do through the API.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from bi_ide.dashboards.council_state import Council
 from bi_ide.dashboards.overview import _table
 from bi_ide.dashboards.poller import POLLER, dashboard_store
 from bi_ide.dashboards.template import ControlledPage, served
-from bi_ide.errors import WorkbenchError
-from bi_ide.store.council import QUESTION_MAX, URGENCIES
+from bi_ide.errors import ValidationError, WorkbenchError
+from bi_ide.store.council import NOTE_MAX, QUESTION_MAX, URGENCIES
 
 VOTE_COLOURS = {"approve": "#15803d", "reject": "#b91c1c", "abstain": "#6b7280"}
 DECISION_COLOURS = {"approved": "#15803d", "rejected": "#b91c1c", "deferred": "#b45309"}
@@ -93,6 +94,8 @@ def decision_header(decision: dict) -> str:
         extra += f" · vetoed by the President: {_esc(decision['veto_reason'])}"
     if decision.get("override"):
         extra += f" · the President says {decision['override']}: {_esc(decision['override_reason'])}"
+    if decision.get("outcome"):
+        extra += f" · resolved: {decision['outcome']}"
     return (f'<div class="council-question" dir="auto">{_esc(decision["question"])}</div>'
             f'<div class="council-decision" style="background:{colour}">{decision["decision"]} · confidence '
             f'{decision["confidence"]:.0%} · p(approve) {decision["probability"]:.2f}{extra}</div>'
@@ -175,6 +178,26 @@ class CouncilPage(ControlledPage):
                                             align="end", css_classes=["council-ask-button"],
                                             disabled=bool(self.refusal), description=self.refusal or None)
         self.ask_button.on_click(self._on_ask)
+        # On the decision shown: its outcome (developers) and the President's word (admins).
+        self.outcome = pn.widgets.Select(label="Outcome", options=["right", "wrong"], value="right", width=100)
+        self.note = pn.widgets.TextInput(label="Note", placeholder="what happened", max_length=NOTE_MAX, width=240)
+        self.resolve_button = pn.widgets.Button(label="Record outcome", width=140, align="end",
+                                                css_classes=["council-resolve"])
+        self.president_vote = pn.widgets.Select(label="President", options=["approve", "reject"], value="reject",
+                                                width=110)
+        self.reason = pn.widgets.TextInput(label="Reason", placeholder="why (recorded)", max_length=NOTE_MAX,
+                                           width=260)
+        self.override_button = pn.widgets.Button(label="Override", width=110, align="end",
+                                                 css_classes=["council-override"])
+        self.veto_button = pn.widgets.Button(label="Veto", color="danger", width=90, align="end",
+                                             css_classes=["council-veto"])
+        self.resolve_button.on_click(lambda _e: self.resolve_now())
+        self.override_button.on_click(lambda _e: self.override_now())
+        self.veto_button.on_click(lambda _e: self.veto_now())
+        self.actions = pn.FlexBox(pn.Row(self.outcome, self.note, self.resolve_button, margin=(0, 30, 0, 0)),
+                                  pn.Row(self.president_vote, self.reason, self.override_button, self.veto_button),
+                                  flex_wrap="wrap", visible=False, sizing_mode="stretch_width",
+                                  css_classes=["council-actions"])
         self.progress = pn.indicators.Progress(value=0, max=len(voting_members()), visible=False,
                                                sizing_mode="stretch_width", bar_color="primary")
         self.progress_text = pn.pane.Markdown("", visible=False, css_classes=["council-progress"])
@@ -245,6 +268,42 @@ class CouncilPage(ControlledPage):
         self._show_decision()
         self._say(f"The council {decision['decision']} (confidence {decision['confidence']:.0%}).", "success")
 
+    # -- outcomes and the President ---------------------------------------------------------------
+    def resolve_now(self) -> dict | None:
+        """Record the outcome chosen for the decision shown; members' weights update."""
+        return self._act(self.refusal, "recorded the outcome", lambda d: self.council.resolve(
+            d, self.outcome.value, self.note.value.strip() or None))
+
+    def override_now(self) -> dict | None:
+        """The President's vote on the decision shown, with the reason typed."""
+        return self._act(self.admin_refusal, "recorded the President's word",
+                         lambda d: self.council.override(d, self.president_vote.value, self._reason()))
+
+    def veto_now(self) -> dict | None:
+        """The President's veto of the decision shown, with the reason typed."""
+        return self._act(self.admin_refusal, "recorded the veto", lambda d: self.council.veto(d, self._reason()))
+
+    def _reason(self) -> str:
+        reason = self.reason.value.strip()
+        if not reason:
+            raise ValidationError("the President's word needs a reason: type it in Reason", field="reason")
+        return reason
+
+    def _act(self, refusal: str, done: str, action) -> dict | None:
+        if refusal:
+            return self._say(refusal, "warning")
+        if self.selected is None:
+            return self._say("Select a decision first.", "warning")
+        try:
+            decision, values = action(self.selected)
+        except WorkbenchError as e:
+            return self._say(f"**Nothing was recorded.** {e}", "danger")
+        self.council.apply(values)
+        self._show_decision()
+        self.note.value = self.reason.value = ""
+        self._say(f"The council {done} for this decision.", "success")
+        return decision
+
     # -- following the state ---------------------------------------------------------------------
     def _show_history(self) -> None:
         df = self.council.decisions
@@ -273,17 +332,27 @@ class CouncilPage(ControlledPage):
 
     def _show_decision(self) -> None:
         d = self.council.details.get(self.selected) if self.selected else None
+        self.actions.visible = d is not None
         if d is None:
             self.header.object = "<p>No decision yet: ask the council a question.</p>"
             for pane in (self.grid, self.shadow, self.light, self.evidence):
                 pane.object = ""
             return
         self.header.object = decision_header(d)
+        self._enable_actions(d)
         self.grid.object = member_grid(d)
         self.shadow.object = f'<h4>Shadow: risks</h4><div class="council-text" dir="auto">{_esc(d["shadow_analysis"])}</div>'
         self.light.object = (f'<h4>Light: opportunities</h4><div class="council-text" dir="auto">'
                              f'{_esc(d["light_suggestion"])}</div>')
         self.evidence.object = "<h4>Evidence</h4>" + evidence_list(d)
+
+    def _enable_actions(self, d: dict) -> None:
+        """Each button enabled only when this user may press it and the decision still allows it."""
+        resolved = f"resolved as {d['outcome']}" if d.get("outcome") else ""
+        for button, why in ((self.resolve_button, self.refusal or resolved),
+                            (self.override_button, self.admin_refusal),
+                            (self.veto_button, self.admin_refusal or ("already vetoed" if d.get("vetoed") else ""))):
+            button.param.update(disabled=bool(why), description=why or None)
 
     def _show_board(self) -> None:
         board = self.council.leaderboard
@@ -306,6 +375,7 @@ class CouncilPage(ControlledPage):
             pn.Row(self.urgency, self.backend, self.base_url, self.ask_button),
             self.progress_text, self.progress,
             self.header,
+            self.actions,
             pn.pane.Markdown("### Members (coloured by vote; dashed: revised in the feedback round)", **title),
             self.grid,
             pn.Row(self.shadow, self.light, sizing_mode="stretch_width"),

@@ -85,7 +85,23 @@ class Council(PolledState):
     def ask(self, question: str, *, urgency: str = "normal", backend=None,
             on_progress: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
         """Run a council session (on any thread): the decision, and the values that show it for apply()."""
-        decision = ask(self.store, question, urgency=urgency, backend=backend, on_progress=on_progress)
+        return self._showing(ask(self.store, question, urgency=urgency, backend=backend, on_progress=on_progress))
+
+    # -- outcomes and the President ---------------------------------------------------------------
+    def resolve(self, decision_id: str, outcome: str, note: str | None = None) -> tuple[dict, dict]:
+        """Record whether a decision was right ("right" or "wrong"); members' records and weights update."""
+        return self._showing(self.store.resolve_council_decision(decision_id, outcome, note=note or None))
+
+    def veto(self, decision_id: str, reason: str) -> tuple[dict, dict]:
+        """The President's veto, with its reason."""
+        return self._showing(self.store.veto_council_decision(decision_id, reason))
+
+    def override(self, decision_id: str, vote: str, reason: str) -> tuple[dict, dict]:
+        """The President's final word ("approve" or "reject"), with its reason."""
+        return self._showing(self.store.override_council_decision(decision_id, vote, reason))
+
+    def _showing(self, decision: dict) -> tuple[dict, dict]:
+        """``decision`` (just changed) and the values for apply() that show it with everything else fresh."""
         values = self.read()
         values["details"] = {**values.get("details", {}), decision["id"]: decision}
         return decision, values

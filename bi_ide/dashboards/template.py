@@ -110,7 +110,8 @@ def served() -> bool:
 class ControlledPage(pn.viewable.Viewer):
     """A page with buttons that change things: it knows who is logged in and why they may not act.
 
-    ``refusal`` is "" when the user may press them, else the reason to show (``control_refusal``).
+    ``refusal`` is "" when the user may press them, else the reason to show (``control_refusal``);
+    ``admin_refusal`` the same for the buttons that need an admin.
     """
 
     user = param.String(default=None, allow_None=True, doc="""
@@ -121,6 +122,7 @@ class ControlledPage(pn.viewable.Viewer):
             params.setdefault("user", pn.state.user)
         super().__init__(**params)
         self.refusal = control_refusal(self.user)
+        self.admin_refusal = control_refusal(self.user, role="admin")
 
     def _say(self, text: str, kind: str) -> None:
         """Show ``text`` in the page's message box (``self.message``, a pn.pane.Alert) as ``kind``."""

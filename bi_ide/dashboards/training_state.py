@@ -37,6 +37,7 @@ CHARTS = {
 CURVE_METRICS = [name for _, series in CHARTS.values() for name, _ in series]
 RUN_COLUMNS = ("name", "status", "preset", "step", "total_steps", "device", "created_at", "finished_at", "id")
 DEVELOPERS_ENV = "BI_IDE_DASHBOARD_DEVELOPERS"
+ADMINS_ENV = "BI_IDE_DASHBOARD_ADMINS"
 HUB_URL_ENV = "BI_IDE_HUB_URL"
 ETA_WINDOW = 10  # metric rows (log intervals) the step rate is measured over
 
@@ -236,20 +237,32 @@ def _seconds_per_step_from_throughput(metrics: pl.DataFrame, per_step: int | Non
 
 
 # -- who may start and stop runs ---------------------------------------------------------------
-def control_refusal(user: str | None, developers: str | None = None) -> str:
-    """Why ``user`` may not start or stop runs from a dashboard; "" when they may.
+def control_refusal(user: str | None, developers: str | None = None, *, role: str = "developer",
+                    admins: str | None = None) -> str:
+    """Why ``user`` may not act as ``role`` ("developer" or "admin") from a dashboard; "" when they may.
 
     No user means no dashboard login is configured, which `bi-ide serve` allows on loopback only:
-    whoever reaches the page is on this machine. Behind a login, only the users named in
-    BI_IDE_DASHBOARD_DEVELOPERS (comma-separated) may.
+    whoever reaches the page is on this machine. Behind a login, developers are the users named in
+    BI_IDE_DASHBOARD_DEVELOPERS and admins those in BI_IDE_DASHBOARD_ADMINS (comma-separated); as
+    with API tokens, an admin may do everything a developer may.
     """
+    if role not in ("developer", "admin"):
+        raise ValueError(f"role {role!r} is not developer or admin")
     if user is None:
         return ""
-    names = {n.strip() for n in (os.environ.get(DEVELOPERS_ENV, "") if developers is None else developers).split(",")}
-    if user in names - {""}:
+    allowed = _names(admins, ADMINS_ENV) | (_names(developers, DEVELOPERS_ENV) if role == "developer" else set())
+    if user in allowed:
         return ""
+    if role == "admin":
+        return (f"{user!r} is not an admin on this hub: list the user in {ADMINS_ENV} (comma-separated) "
+                "where the hub runs, and restart it")
     return (f"{user!r} is not a developer on this hub: list the user in {DEVELOPERS_ENV} "
             "(comma-separated) where the hub runs, and restart it")
+
+
+def _names(value: str | None, env: str) -> set[str]:
+    """The comma-separated user names in ``value``, or in the environment variable ``env`` when None."""
+    return {n.strip() for n in (os.environ.get(env, "") if value is None else value).split(",")} - {""}
 
 
 # -- starting a run ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ URGENCIES = ("low", "normal", "high", "critical")
 VOTES = ("approve", "reject", "abstain")
 OUTCOMES = ("right", "wrong")
 QUESTION_MAX = 5_000
+NOTE_MAX = 2_000  # a reason or an outcome note
 TEXT_MAX = 20_000  # reasoning, rationale and reasons: enough for a long model answer, bounded
 PRESIDENT_ROUND = 2  # the President's override is stored as a vote of its own round
 DECISION_FIELDS = ("decision", "confidence", "probability", "reasoning", "shadow_analysis", "light_suggestion",
@@ -142,7 +143,7 @@ class CouncilTables:
     # -- the President ---------------------------------------------------------------------------
     def veto_council_decision(self, decision_id: str, reason: str) -> dict:
         """The President's veto: recorded with its reason and time; the decision is not carried out."""
-        check_text("reason", reason, 2_000)
+        check_text("reason", reason, NOTE_MAX)
         with self.transaction() as cur:
             found = cur.execute("SELECT vetoed FROM council_decisions WHERE id = ?", [decision_id]).fetchall()
             if not found:
@@ -157,7 +158,7 @@ class CouncilTables:
         """The President's override (vote approve or reject): recorded as the decision's final word."""
         if vote not in ("approve", "reject"):
             raise ValidationError(f"the President's vote {vote!r} is not approve or reject", field="vote")
-        check_text("reason", reason, 2_000)
+        check_text("reason", reason, NOTE_MAX)
         with self.transaction() as cur:
             if not cur.execute("SELECT 1 FROM council_decisions WHERE id = ?", [decision_id]).fetchall():
                 raise NotFoundError(f"no council decision with id {decision_id!r}")
@@ -183,7 +184,7 @@ class CouncilTables:
             raise ValidationError(f"weighting {weighting!r} is not one of {list(aggregate.WEIGHTINGS)}",
                                   field="weighting")
         if note is not None:
-            check_text("note", note, 2_000)
+            check_text("note", note, NOTE_MAX)
         with self.transaction() as cur:
             found = cur.execute("SELECT decision, probability, outcome FROM council_decisions WHERE id = ?",
                                 [decision_id]).fetchall()
