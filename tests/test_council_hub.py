@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 from test_council import XLARGE_ON_LAPTOP, seed_fleet
@@ -44,6 +46,30 @@ def test_query_deliberates_in_the_hub(hub):
     assert d["id"] in listed["columns"]["id"]
     status = call(hub, "GET", "/status", role="viewer").json()
     assert status["members"]["high"] == 16 and status["decisions_total"] >= 1
+
+
+def test_query_streams_each_answer_then_the_decision(hub):
+    dev = HubClient(hub.url, hub.tokens["developer"])
+    events = []
+    d = ask(dev, XLARGE_ON_LAPTOP, on_progress=events.append)  # as on a Store, through the hub
+    assert d["decision"] == "rejected" and dev.get_council_decision(d["id"])["votes"] == d["votes"]
+    phases = [e["phase"] for e in events]
+    assert phases[0] == "evidence" and phases[-1] == "stored" and "round 0" in " ".join(phases)
+    answered = {e["member_id"] for e in events if e.get("member_id")}
+    assert len(answered) == 39 and events[-1]["done"] == events[-1]["total"]
+    # the raw answer: NDJSON lines, the decision last
+    r = requests.post(f"{hub.url}/api/v1/council/query", json={"question": "Is the fleet ready?", "rounds": 1},
+                      headers={"Accept": "application/x-ndjson", "Authorization": f"Bearer {hub.tokens['developer']}"},
+                      timeout=60)
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert r.status_code == 201 and r.headers["Content-Type"].startswith("application/x-ndjson")
+    assert all("progress" in line for line in lines[:-1]) and lines[-1]["decision"]["question"] == "Is the fleet ready?"
+    # a bad question is still a plain 400; an error found after the answer began comes as its last line
+    with pytest.raises(ValidationError, match="urgency"):
+        dev.ask_council("ok?", urgency="urgent", on_progress=events.append)
+    with pytest.raises(ValidationError, match="nobody"):
+        dev.ask_council("ok?", members=["nobody"], on_progress=events.append)
+    assert "Traceback" not in hub.log_path.read_text()
 
 
 @pytest.mark.parametrize(

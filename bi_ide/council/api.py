@@ -3,14 +3,25 @@
 Reading (members, decisions, status, calibration, the training plan) needs a viewer token; asking
 and resolving need a developer; the President's veto and override need an admin. A question is
 1–5,000 characters; urgency one of low, normal, high, critical. The deliberation runs on the hub's
-thread pool against the hub's own store.
+thread pool against the hub's own store; asked with ``Accept: application/x-ndjson``, the answer
+streams each member's answer as it comes, then the decision.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+
+from tornado.iostream import StreamClosedError
+
 from bi_ide.council import deliberation, planning
-from bi_ide.hub.app import ID, ApiHandler, _int_arg
-from bi_ide.hub.wire import frame_to_json
+from bi_ide.errors import WorkbenchError
+from bi_ide.hub.app import ID, ApiHandler, _int_arg, _jsonable
+from bi_ide.hub.wire import NDJSON, error_body, frame_to_json
+from bi_ide.store.council import check_question
+
+log = logging.getLogger(__name__)
 
 QUERY_BODY = {"question": (str,), "urgency": (str,), "backend": (str, dict), "member_backends": (dict,),
               "rounds": (int,), "members": (list,), "context": (dict,)}
@@ -26,9 +37,43 @@ class QueryHandler(ApiHandler):
         fields = self.body(QUERY_BODY, required=("question",))
         fields.pop("context", None)  # accepted as the seed's CouncilQuery has it; the evidence comes from the store
         question = fields.pop("question")
-        result = await self.hub.call(deliberation.ask, self.hub.store, question,
-                                     **{k: v for k, v in fields.items() if v is not None})
-        self.send(result, 201)
+        kwargs = {k: v for k, v in fields.items() if v is not None}
+        if NDJSON in self.request.headers.get("Accept", ""):
+            return await self._stream(question, kwargs)
+        self.send(await self.hub.call(deliberation.ask, self.hub.store, question, **kwargs), 201)
+
+    async def _stream(self, question: str, kwargs: dict) -> None:
+        """Answer in NDJSON: ``{"progress": event}`` per member's answer, then ``{"decision": ...}``, or
+        ``{"error": ...}`` (with its HTTP status) when the session failed after the answer began."""
+        check_question(question, kwargs.get("urgency", "normal"))  # a bad question is still a plain 400
+        loop, lines = asyncio.get_running_loop(), asyncio.Queue()
+
+        def session() -> None:
+            try:
+                last = {"decision": deliberation.ask(self.hub.store, question, **kwargs, on_progress=lambda e: (
+                    loop.call_soon_threadsafe(lines.put_nowait, {"progress": e})))}
+            except WorkbenchError as e:
+                last = {"error": {**error_body(e), "status": e.status}}
+            except Exception:  # the trace goes to the hub's log, not to the client
+                log.exception("council session failed")
+                last = {"error": {"error": "WorkbenchError", "message": "the council session failed: see the hub's log",
+                                  "status": 500}}
+            loop.call_soon_threadsafe(lines.put_nowait, last)
+
+        self.set_status(201)
+        self.set_header("Content-Type", NDJSON)
+        running = asyncio.ensure_future(self.hub.call(session))
+        while True:
+            line = await lines.get()
+            self.write(json.dumps(line, default=_jsonable) + "\n")
+            try:
+                await self.flush()
+            except StreamClosedError:  # the client left: the session still finishes and is stored
+                return
+            if "progress" not in line:
+                break
+        await running
+        self.finish()
 
 
 class StatusHandler(ApiHandler):

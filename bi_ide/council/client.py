@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
-from bi_ide.hub.wire import frame_from_json
+from bi_ide.errors import HubUnavailableError
+from bi_ide.hub.wire import error_from_response, frame_from_json
 
 
 class CouncilCalls:
     """HubClient methods for council members, decisions, votes and outcomes."""
 
-    def ask_council(self, question: str, **fields) -> dict:
-        """Send a question to the hub's council (it deliberates there) and return the decision."""
+    def ask_council(self, question: str, *, on_progress: Callable[[dict], None] | None = None, **fields) -> dict:
+        """Send a question to the hub's council (it deliberates there) and return the decision.
+
+        With ``on_progress``, the hub streams each member's answer as it comes (the same events as a
+        session on a Store), then the decision.
+        """
         body = {"question": question, **{k: v for k, v in fields.items() if v is not None}}
-        return self._request("POST", "/council/query", json=body)
+        if on_progress is None:
+            return self._request("POST", "/council/query", json=body)
+        for line in self._lines("POST", "/council/query", json=body):
+            if "progress" in line:
+                on_progress(line["progress"])
+            elif "decision" in line:
+                return line["decision"]
+            else:
+                error = line.get("error") or {}
+                raise error_from_response(error.pop("status", 500), error, f"{self.url}/api/v1/council/query")
+        raise HubUnavailableError(f"the hub at {self.url} ended the council session's answer without a decision: "
+                                  "see its log, and `bi-ide council decisions` for what was stored")
 
     def list_council_members(self) -> pl.DataFrame:
         return frame_from_json(self._request("GET", "/council/members", retry=True))

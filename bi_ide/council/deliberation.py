@@ -38,7 +38,7 @@ def ask(store, question: str, *, urgency: str = "normal", backend=None, member_b
         raise ValidationError(f"rounds must be 1 or 2, got {rounds}", field="rounds")
     if hasattr(store, "ask_council"):  # a HubClient: the hub holds the data and deliberates
         return store.ask_council(question, urgency=urgency, backend=backend, member_backends=member_backends,
-                                 rounds=rounds, members=members)
+                                 rounds=rounds, members=members, on_progress=on_progress)
     return Session(store, backend, member_backends, members, on_progress).run(question, urgency, rounds)
 
 

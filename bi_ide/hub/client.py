@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from bi_ide.council.client import CouncilCalls
 from bi_ide.erp.client import ErpCalls
 from bi_ide.errors import HubUnavailableError, RateLimitError, ValidationError
 from bi_ide.fleet.client import FleetCalls
-from bi_ide.hub.wire import ARROW_STREAM, error_from_response, frame_from_json
+from bi_ide.hub.wire import ARROW_STREAM, NDJSON, error_from_response, frame_from_json
 from bi_ide.store.batches import metric_batch
 
 CHUNK_POINTS = 250_000  # points per request: about 8 MB of Arrow, under the hub's 16 MB body limit
@@ -58,19 +60,12 @@ class HubClient(FleetCalls, CouncilCalls, ErpCalls):
             try:
                 r = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as e:
-                err = HubUnavailableError(
-                    f"cannot reach the hub at {self.url}: start it with `bi-ide serve` (or `make up`), "
-                    "or unset BI_IDE_HUB to use the local store file"
-                )
+                err = self._unreachable()
                 err.__cause__ = e
             else:
                 if r.status_code < 400:
                     return r.json()
-                try:
-                    body = r.json()
-                except ValueError:
-                    body = None
-                err = error_from_response(r.status_code, body, url)
+                err = _error(r, url)
                 if r.status_code not in (429, 503):
                     raise err
                 if isinstance(err, RateLimitError):
@@ -79,6 +74,30 @@ class HubClient(FleetCalls, CouncilCalls, ErpCalls):
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise err
+
+    def _lines(self, method: str, path: str, **kwargs) -> Iterator[dict]:
+        """One API call answered in NDJSON: each line, parsed, as it arrives. Never retried (it may
+        not be idempotent); the timeout applies to each wait between lines."""
+        url = f"{self.url}/api/v1{path}"
+        try:
+            r = self.session.request(method, url, timeout=self.timeout_s, stream=True,
+                                     headers={"Accept": NDJSON}, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise self._unreachable() from e
+        with r:
+            if r.status_code >= 400:
+                raise _error(r, url)
+            try:
+                for line in r.iter_lines():
+                    if line:
+                        yield json.loads(line)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                raise HubUnavailableError(f"the hub at {self.url} stopped answering part-way through {path}; "
+                                          "what it was doing may still finish there") from e
+
+    def _unreachable(self) -> HubUnavailableError:
+        return HubUnavailableError(f"cannot reach the hub at {self.url}: start it with `bi-ide serve` (or `make up`), "
+                                   "or unset BI_IDE_HUB to use the local store file")
 
     # -- the Store API ---------------------------------------------------------------------
     def health(self) -> dict:
@@ -216,3 +235,12 @@ def _arrow_body(chunk: pa.Table) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def _error(r: requests.Response, url: str):
+    """The WorkbenchError the hub's error answer ``r`` stands for."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    return error_from_response(r.status_code, body, url)

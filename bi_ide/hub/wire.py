@@ -11,6 +11,7 @@ import polars as pl
 from bi_ide import errors
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"  # Content-Type of bulk metric batches
+NDJSON = "application/x-ndjson"  # a long call's answer, a JSON object a line as it goes
 
 _BY_STATUS = {
     400: errors.ValidationError,
