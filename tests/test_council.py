@@ -157,11 +157,18 @@ def test_restock_reads_the_erp(store):
 
     load_demo(store, months=12, end=date(2026, 10, 31))  # a fixed business: the same stock on every day
     stock = stock_status(store).to_dicts()
-    out = next(r["name"] for r in stock if r["status"] == "out")
-    d = ask(store, f"Should we restock {out}?")
+    short = next(r for r in stock if r["status"] == "reorder" and not r["on_order"])
+    d = ask(store, f"Should we restock {short['name']}?")
     erp = [f for f in d["evidence"] if f["source"] == "erp"]
-    assert d["decision"] == "approved" and erp[0]["text"] == f"{out} is out of stock." and erp[0]["cited"]
+    assert d["decision"] == "approved" and erp[0]["cited"]
+    assert erp[0]["text"].startswith(f"{short['name']} has {short['on_hand']:.0f} on hand, at or below its reorder")
     assert {f["topic"] for f in erp} == {"stock", "sales", "margin"}
+    # Out of stock, but the demo's buyer already ordered: the order on the way counts against ordering again.
+    out = next(r for r in stock if r["status"] == "out" and r["position"] > r["reorder_point"])
+    coming = ask(store, f"Should we restock {out['name']}?")
+    on_way = next(f for f in coming["evidence"] if f["topic"] == "stock")
+    assert "an order is already on the way" in on_way["text"] and on_way["effect"] < 0
+    assert coming["decision"] != "approved" and coming["probability"] < d["probability"]
     plenty = max((r for r in stock if r["status"] == "ok" and r["daily_demand"]),
                  key=lambda r: r["on_hand"] / r["daily_demand"])
     other = ask(store, f"هل نعيد تخزين {plenty['name']}؟")  # an Arabic question about a product with stock to spare

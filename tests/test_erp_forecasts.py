@@ -101,11 +101,28 @@ def test_forecasts_are_stored_with_model_and_intervals(demo_store, forecast_run)
     assert sales["series"].unique().to_list() == ["*"] and sales.height == 6
 
 
-def test_reorder_recommendations_cover_lead_time_demand(demo_store, forecast_run):
-    df = forecasts.reorder_recommendations(demo_store, as_of=END)
-    assert df.height > 0
-    row = df.row(0, named=True)
-    assert row["order"] >= row["lead_demand"] + row["safety_stock"] - row["on_hand"]
+def test_reorder_recommendations_cover_lead_time_demand_less_what_is_on_order():
+    from bi_ide.erp.imports import import_frame
+    from bi_ide.store import Store
+
+    with Store(memory=True) as store:  # its own store: an order line gets closed below
+        load_demo(store, months=36, seed=7, end=END)
+        forecasts.run_forecast(store, horizon=6, level=80)
+        # The demo's buyer already ordered some products: the order on the way covers the lowest of them.
+        status = reports.stock_status(store, as_of=END)
+        low = status.filter(pl.col("on_order") > 0).sort("on_hand").row(0, named=True)
+        assert low["position"] == low["on_hand"] + low["on_order"] and low["status"] == "ok"
+        assert low["product"] not in forecasts.reorder_recommendations(store, as_of=END)["product"].to_list()
+        # The supplier cancels: the line is closed, nothing is on order any more, and the product needs an order.
+        line = reports.open_purchase_orders(store, as_of=END).filter(pl.col("product") == low["product"])
+        assert line.height == 1 and line["outstanding"].item() == low["on_order"]
+        closed = store.sql("SELECT * EXCLUDE (status) FROM erp_purchase_orders WHERE reference = ?",
+                           [line["reference"].item()]).with_columns(pl.lit("closed").alias("status"))
+        assert import_frame(store, closed, "purchase_orders")["changed"] == 1
+        df = forecasts.reorder_recommendations(store, as_of=END)
+    row = df.filter(pl.col("product") == low["product"]).row(0, named=True)
+    assert row["on_order"] == 0 and row["position"] == row["on_hand"] == low["on_hand"]
+    assert row["order"] >= row["lead_demand"] + row["safety_stock"] - row["position"]
     assert row["order"] >= row["eoq"] and row["order"] == int(row["order"])
     assert forecasts._over_lead_time([30.0, 60.0], 45) == pytest.approx(30 + 60 * (45 / 30.4 - 1))
 

@@ -133,6 +133,48 @@ def test_other_tables_rules(master, table, frame, column, reason):
     assert any(p["column"] == column and reason in p["reason"] for p in caught.value.problems), caught.value.problems
 
 
+ORDERS = pl.DataFrame({"reference": ["PO-1/1", "PO-1/2"], "date": ["2024-03-01", "2024-03-01"],
+                       "supplier": ["مزارع القصيم", "Acme Supply"], "product": ["P2", "P1"], "quantity": ["100", "40"],
+                       "unit_cost": [None, "1.8"], "expected_date": [None, "2024-03-05"]})
+
+
+def test_purchase_orders_take_the_products_defaults_and_receipts_fill_them(master):
+    assert import_frame(master, ORDERS, "purchase_orders")["new"] == 2
+    rows = master.sql("SELECT reference, unit_cost, expected_date::VARCHAR, status, currency FROM erp_purchase_orders "
+                      "ORDER BY reference").rows()  # P2's cost, and the order date + its 14-day lead time
+    assert rows == [("PO-1/1", 30.0, "2024-03-15", "open", "USD"), ("PO-1/2", 1.8, "2024-03-05", "open", "USD")]
+    receipt = pl.DataFrame({"reference": ["RC-1"], "date": ["2024-03-16"], "product": ["P2"], "quantity": [60.0],
+                            "purchase_order": ["PO-1/1"]})
+    assert import_frame(master, receipt, "stock_moves")["new"] == 1
+    assert import_frame(master, ORDERS, "purchase_orders") == {"table": "purchase_orders", "rows": 2, "new": 0,
+                                                                "changed": 0}
+
+
+@pytest.mark.parametrize(("table", "frame", "column", "reason"), [
+    ("purchase_orders", ORDERS.with_columns(pl.lit("0").alias("quantity")), "quantity", "must be > 0"),
+    ("purchase_orders", ORDERS.with_columns(pl.lit("2024-02-01").alias("expected_date")), "expected_date",
+     "before the order date"),
+    ("purchase_orders", ORDERS.with_columns(pl.lit("cancelled").alias("status")), "status", "open or closed"),
+    ("purchase_orders", ORDERS.with_columns(pl.lit("NOPE").alias("product")), "product", "unknown product"),
+    ("stock_moves", pl.DataFrame({"reference": ["M1"], "date": ["2024-03-20"], "product": ["P1"], "quantity": [5.0],
+                                  "purchase_order": ["PO-9/9"]}), "purchase_order", "unknown purchase order line"),
+    ("stock_moves", pl.DataFrame({"reference": ["M1"], "date": ["2024-03-20"], "product": ["P1"], "quantity": [5.0],
+                                  "purchase_order": ["PO-1/1"]}), "purchase_order", "for product 'P2'"),
+    ("stock_moves", pl.DataFrame({"reference": ["M1"], "date": ["2024-02-20"], "product": ["P2"], "quantity": [5.0],
+                                  "purchase_order": ["PO-1/1"]}), "purchase_order", "dated before its order"),
+    ("stock_moves", pl.DataFrame({"reference": ["M1"], "date": ["2024-03-20"], "product": ["P2"], "quantity": [-5.0],
+                                  "kind": ["adjustment"], "purchase_order": ["PO-1/1"]}), "purchase_order",
+     "only a receipt"),
+])
+def test_purchase_order_rules(master, table, frame, column, reason):
+    import_frame(master, ORDERS, "purchase_orders")
+    before = master.erp_counts()
+    with pytest.raises(ImportRejected) as caught:
+        import_frame(master, frame, table)
+    assert any(p["column"] == column and reason in p["reason"] for p in caught.value.problems), caught.value.problems
+    assert master.erp_counts() == before
+
+
 def test_missing_column_and_bad_mapping_say_what_to_do(master, tmp_path):
     path = write(GOOD, tmp_path / "sales.csv")
     with pytest.raises(ValidationError, match="--map invoice=<your column>"):

@@ -156,6 +156,27 @@ def test_stock_status_safety_stock_reorder_point_eoq(small):
         reports.stock_status(small, service_level=1.0)
 
 
+def test_open_orders_count_toward_the_reorder_decision(small):
+    load(small, {
+        "purchase_orders": {"reference": ["PO1", "PO2", "PO3"], "date": ["2024-03-25", "2024-03-26", "2024-04-02"],
+                            "supplier": ["S", "S", "S"], "product": ["P2", "P2", "P2"], "quantity": [30.0, 50.0, 9.0],
+                            "unit_cost": [2.5, 3.0, 3.0], "status": ["open", "closed", "open"]},
+        "stock_moves": {"reference": ["R3", "R4"], "date": ["2024-03-28", "2024-04-05"], "product": ["P2", "P2"],
+                        "quantity": [10.0, 5.0], "purchase_order": ["PO1", "PO1"]},
+    })
+    # On Mar 31: PO1 had 10 of 30 received (the Apr 5 receipt is later), PO2 is closed, PO3 not placed yet.
+    orders = reports.open_purchase_orders(small, as_of=D("2024-03-31"))
+    assert orders.select("reference", "outstanding", "value", "days_late").rows() == [("PO1", 20.0, 50.0, 0)]
+    p2 = reports.stock_status(small, as_of=D("2024-03-31"), days=90).filter(pl.col("product") == "P2").row(0, named=True)
+    assert (p2["on_hand"], p2["on_order"], p2["position"]) == (14, 20, 34)
+    assert p2["status"] == "ok"  # 4 on hand alone was 'reorder'; with what is coming it is covered
+    # Late: PO1 was expected on Apr 14 (Mar 25 + P2's 20 days); on May 1, 15 of 30 still to come.
+    late = reports.open_purchase_orders(small, as_of=D("2024-05-01"))
+    assert late.select("reference", "outstanding", "days_late").rows() == [("PO1", 15.0, 17), ("PO3", 9.0, 9)]
+    # Cash: the March receipt against PO1 is bought at the order's price, 10 × 2.5.
+    assert reports.cash_flow(small, start=D("2024-03-01"), end=D("2024-03-31"))["purchases"].to_list() == [25.0]
+
+
 def test_expense_anomalies(store):
     months = ["2024-01-03", "2024-02-03", "2024-03-03", "2024-04-03", "2024-05-03"]
     load(store, {"expenses": {"reference": [f"E{i}" for i in range(5)], "date": months, "category": ["Rent"] * 5,

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import papermill
+import polars as pl
 import pytest
 
 from bi_ide.erp import weekly
@@ -61,3 +62,7 @@ def test_rendering_the_same_week_again_replaces_file_and_record(store, tmp_path)
     assert first["path"] == second["path"] and store.erp_list_reports()["id"].to_list() == [second["id"]]
     assert [p.name for p in tmp_path.iterdir()] == ["erp-weekly-2025-12-31.html"]  # no temporary file left
     assert second["summary"]["orders_to_place"] == weekly.forecasts.reorder_recommendations(store, as_of=AS_OF).height
+    late = weekly.reports.open_purchase_orders(store, as_of=AS_OF).filter(pl.col("days_late") > 0)
+    assert second["summary"]["late_supplier_orders"] == late.height
+    body = Path(second["path"]).read_text()
+    assert "<h2>Late supplier orders</h2>" in body and "<th>on_order</th>" in body

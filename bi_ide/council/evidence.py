@@ -322,16 +322,22 @@ def _revenue_by_product(reports, store, start, end) -> dict[str, float]:
 
 
 def _stock_finding(r: dict) -> Finding:
-    facts = {k: r[k] for k in ("product", "on_hand", "reorder_point", "daily_demand", "status")}
+    """For or against ordering a product: what is on hand and on order against its reorder point."""
+    facts = {k: r[k] for k in ("product", "on_hand", "on_order", "reorder_point", "daily_demand", "status")}
+    coming = f" and {r['on_order']:.0f} on order" if r["on_order"] else ""
     if r["status"] == "out":
-        return Finding("erp", "stock", f"{r['name']} is out of stock.", 2.0, facts)
+        if r["position"] > r["reorder_point"]:  # an order already on the way covers it: another would be too much
+            return Finding("erp", "stock", f"{r['name']} is out of stock, but {r['on_order']:.0f} are on order, above "
+                           f"its reorder point of {r['reorder_point']:.0f}: an order is already on the way.", -0.5,
+                           facts)
+        return Finding("erp", "stock", f"{r['name']} is out of stock{coming.replace(' and', ', with')}.", 2.0, facts)
     if r["status"] == "reorder":
-        return Finding("erp", "stock", f"{r['name']} has {r['on_hand']:.0f} on hand, at or below its reorder point "
-                       f"of {r['reorder_point']:.0f}.", 1.5, facts)
+        return Finding("erp", "stock", f"{r['name']} has {r['on_hand']:.0f} on hand{coming}, at or below its reorder "
+                       f"point of {r['reorder_point']:.0f}.", 1.5, facts)
     cover = r["on_hand"] / r["daily_demand"] if r["daily_demand"] else float("inf")
     text = "sells nothing lately" if cover == float("inf") else f"covers {cover:.0f} days of sales"
-    return Finding("erp", "stock", f"{r['name']} has {r['on_hand']:.0f} on hand (above its reorder point of "
-                   f"{r['reorder_point']:.0f}); that {text}.", -1.5 if cover > 60 else -0.5, facts)
+    return Finding("erp", "stock", f"{r['name']} has {r['on_hand']:.0f} on hand{coming} (above its reorder point of "
+                   f"{r['reorder_point']:.0f}); what is on hand {text}.", -1.5 if cover > 60 else -0.5, facts)
 
 
 PROVIDER_TOPICS = {"fleet": "availability", "training": "training", "erp": "sales", "history": "history"}

@@ -146,7 +146,8 @@ class ErpView(param.Parameterized):
             "forecast": ahead,
             "sales": reports.monthly_sales(store, start=f["start"], end=f["end"]),
             "aging": aging,
-            "alerts": alerts.select("product", "name", "category", "status", "on_hand", "reorder_point", "eoq"),
+            "alerts": alerts.select("product", "name", "category", "status", "on_hand", "on_order", "reorder_point",
+                                    "eoq"),
             "abc": reports.abc_classification(store, start=f["start"], end=f["end"], category=f["category"]),
         }
 

@@ -1,8 +1,8 @@
 """A seeded demo business: a trading company selling coffee, dates, spices and household goods.
 
 Daily demand per product follows a trend, a yearly season and promotions; some products sell
-rarely and in lumps (intermittent demand). Stock is replenished by an (s, Q) policy whose
-suppliers are sometimes late, so products run out and sales are lost. Customers buy in a Pareto
+rarely and in lumps (intermittent demand). Stock is replenished by an (s, Q) policy reviewed
+weekly, each order a purchase order whose supplier is sometimes late, so products run out and sales are lost. Customers buy in a Pareto
 pattern; some pay late and a few never do. Expenses come in categories, with one anomaly.
 The same seed and dates give the same business, row for row.
 """
@@ -18,6 +18,7 @@ from bi_ide.erp.imports import import_frame
 from bi_ide.errors import ConflictError, ValidationError
 
 CURRENCY = "SAR"
+SUNDAY = 6  # date.weekday(): the buyer's order day, the first of the working week
 # (category, [(sku, name, unit price)]): a few names are Arabic, as the user's own products are.
 CATALOGUE = (
     ("Coffee", [("COF-ARB", "قهوة عربية شقراء", 42.0), ("COF-ESP", "Espresso beans 1kg", 95.0),
@@ -39,6 +40,10 @@ CUSTOMERS = (
     "مكتب الأفق", "Red Sea Resorts", "Falcon Airlines Catering", "شركة الأمانة", "Corniche Coffee House",
     "Summit Events", "مخابز الفجر", "Golden Sands Mall", "Riyadh Gift Shop", "مؤسسة النخيل",
 )
+SUPPLIERS = {  # category -> the supplier its purchase orders go to
+    "Coffee": "Yemen Mocha Importers", "Dates": "مزارع القصيم", "Spices": "Malabar Spice Co.", "Tea": "Ceylon Leaf Ltd",
+    "Household": "مصنع الدلال", "Sweets": "حلويات الشام",
+}
 EXPENSES = (  # category, vendor, monthly base, how it moves
     ("Rent", "Al Olaya Properties", 6_000.0, "fixed"),
     ("Salaries", "Payroll", 17_000.0, "raise"),
@@ -51,7 +56,8 @@ EXPENSES = (  # category, vendor, monthly base, how it moves
 
 
 def demo_tables(*, months: int = 36, seed: int = 7, end: date | None = None) -> dict[str, pl.DataFrame]:
-    """The demo business's tables (customers, products, invoices, payments, expenses, stock_moves)."""
+    """The demo business's tables (customers, products, purchase orders, invoices, payments, expenses,
+    stock moves), in the order they import."""
     if not 3 <= months <= 120:
         raise ValidationError(f"months must be 3..120, got {months}", field="months")
     rng = np.random.default_rng(seed)
@@ -61,7 +67,7 @@ def demo_tables(*, months: int = 36, seed: int = 7, end: date | None = None) -> 
     products = _products(rng)
     customers = _customers(rng)
     demand = _demand(rng, products, days)
-    sold, receipts = _replenish(rng, products, demand, days)
+    sold, orders, receipts = _replenish(rng, products, demand, days)
     lines = _lines(rng, products, customers, sold, days)
     invoices = lines.group_by("invoice").agg(pl.col("date").first(), pl.col("customer").first(),
                                              (pl.col("quantity") * pl.col("unit_price")
@@ -69,6 +75,7 @@ def demo_tables(*, months: int = 36, seed: int = 7, end: date | None = None) -> 
     return {
         "customers": customers.drop("lateness"),
         "products": products.drop("base", "pattern", "phase"),
+        "purchase_orders": orders,
         "invoices": lines,
         "payments": _payments(rng, invoices, customers, end),
         "expenses": _expenses(rng, days, lines),
@@ -146,28 +153,38 @@ def _demand(rng, products: pl.DataFrame, days: pl.Series) -> tuple[np.ndarray, n
 
 
 def _replenish(rng, products: pl.DataFrame, wanted, days: pl.Series):
-    """Serve demand from stock under an (s, Q) policy with late suppliers; lost sales when out."""
+    """Serve demand from stock under an (s, Q) policy with late suppliers; lost sales when out.
+
+    Each order is a purchase-order line, received whole against it when it arrives; the orders
+    still on their way at the end stay open.
+    """
     demand, promo = wanted
     sold = np.zeros_like(demand)
-    moves = []
+    orders, moves = [], []
     for i, p in enumerate(products.iter_rows(named=True)):
         daily, spread = max(demand[i].mean(), 0.05), demand[i].std()
         lead = p["lead_time_days"]
         reorder_at, qty = daily * lead + 1.65 * spread * lead ** 0.5, max(round(daily * 75), 4)
         stock, arriving = float(round(qty * 1.5)), {}
-        moves.append((f"RC-{p['sku']}-0000", days[0], p["sku"], float(round(qty * 1.5))))
+        moves.append((f"RC-{p['sku']}-0000", days[0], p["sku"], float(round(qty * 1.5)), None))
         for d in range(len(days)):
             if d in arriving:
-                amount = arriving.pop(d)
-                stock += amount
-                moves.append((f"RC-{p['sku']}-{d:04d}", days[d], p["sku"], float(amount)))
+                order = arriving.pop(d)
+                stock += qty
+                moves.append((f"RC-{p['sku']}-{d:04d}", days[d], p["sku"], float(qty), order))
             sold[i, d] = min(stock, demand[i, d])
             stock -= sold[i, d]
-            if stock <= reorder_at and not arriving:  # one order in transit at a time
+            # The buyer reviews stock on Sundays and keeps one order in transit at a time.
+            if stock <= reorder_at and not arriving and days[d].weekday() == SUNDAY:
                 delay = lead + int(rng.integers(0, lead)) if rng.random() < 0.25 else lead
-                arriving[d + delay] = qty
-    receipts = pl.DataFrame(moves, schema=["reference", "date", "product", "quantity"], orient="row")
-    return (sold, promo), receipts.with_columns(pl.lit("receipt").alias("kind"))
+                order = f"PO-{p['sku']}-{d:04d}"
+                arriving[d + delay] = order
+                orders.append((order, days[d], SUPPLIERS[p["category"]], p["sku"], float(qty), p["unit_cost"],
+                               days[d] + timedelta(days=lead), CURRENCY))
+    receipts = pl.DataFrame(moves, schema=["reference", "date", "product", "quantity", "purchase_order"], orient="row")
+    orders = pl.DataFrame(orders, schema=["reference", "date", "supplier", "product", "quantity", "unit_cost",
+                                          "expected_date", "currency"], orient="row")
+    return (sold, promo), orders, receipts.with_columns(pl.lit("receipt").alias("kind"))
 
 
 def _lines(rng, products: pl.DataFrame, customers: pl.DataFrame, sold, days: pl.Series) -> pl.DataFrame:

@@ -216,7 +216,8 @@ def reorder_recommendations(store, *, as_of: date | None = None, service_level: 
     """What to order now, from the latest demand forecast and the stock on hand at ``as_of``.
 
     lead_demand = Σ forecast mean over the lead time (monthly means pro rata, L / 30.4 months);
-    safety_stock as in ``stock_status``; need = lead_demand + safety_stock − on_hand;
+    safety_stock as in ``stock_status``; need = lead_demand + safety_stock − on_hand − on_order
+    (open purchase orders, ``stock_status``'s position);
     order = max(need, EOQ) rounded up when need > 0, else 0. Only products that need an order.
     """
     status = reports.stock_status(store, as_of=as_of, service_level=service_level)
@@ -227,7 +228,7 @@ def reorder_recommendations(store, *, as_of: date | None = None, service_level: 
     leads = dict(zip(status["product"], status["lead_time_days"], strict=True))
     lead_demand = {row["series"]: _over_lead_time(row["means"], leads.get(row["series"], 0))
                    for row in by_product.iter_rows(named=True)}
-    need = pl.col("lead_demand") + pl.col("safety_stock") - pl.col("on_hand")
+    need = pl.col("lead_demand") + pl.col("safety_stock") - pl.col("position")
     return (status.with_columns(pl.col("product").replace_strict(lead_demand, default=None, return_dtype=pl.Float64)
                                 .alias("lead_demand"))
             .filter(pl.col("lead_demand").is_not_null())

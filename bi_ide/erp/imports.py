@@ -52,7 +52,12 @@ COLUMNS = {
     "expenses": (Column("reference", TEXT), Column("date", DATE), Column("category", TEXT), Column("vendor", TEXT),
                  Column("amount", MONEY), Column("currency", TEXT, False, "USD")),
     "stock_moves": (Column("reference", TEXT), Column("date", DATE), Column("product", TEXT),
-                    Column("quantity", MONEY), Column("kind", TEXT, False, "receipt")),
+                    Column("quantity", MONEY), Column("kind", TEXT, False, "receipt"),
+                    Column("purchase_order", TEXT, False)),
+    "purchase_orders": (Column("reference", TEXT), Column("date", DATE), Column("supplier", TEXT),
+                        Column("product", TEXT), Column("quantity", MONEY), Column("unit_cost", MONEY, False),
+                        Column("expected_date", DATE, False), Column("status", TEXT, False, "open"),
+                        Column("currency", TEXT, False)),
 }
 # Row rules: (column, polars condition that is true for a bad row, reason).
 RULES = {
@@ -73,7 +78,13 @@ RULES = {
     "stock_moves": (("quantity", pl.col("quantity") == 0, "must not be 0"),
                     ("kind", ~pl.col("kind").is_in(["receipt", "adjustment"]), "must be receipt or adjustment"),
                     ("quantity", (pl.col("kind") == "receipt") & (pl.col("quantity") < 0),
-                     "a receipt must be > 0 (use an adjustment to remove stock)")),
+                     "a receipt must be > 0 (use an adjustment to remove stock)"),
+                    ("purchase_order", pl.col("purchase_order").is_not_null() & (pl.col("kind") != "receipt"),
+                     "only a receipt fills a purchase order")),
+    "purchase_orders": (("quantity", pl.col("quantity") <= 0, "must be > 0"),
+                        ("unit_cost", pl.col("unit_cost") < 0, "must not be negative"),
+                        ("expected_date", pl.col("expected_date") < pl.col("date"), "is before the order date"),
+                        ("status", ~pl.col("status").is_in(["open", "closed"]), "must be open or closed")),
 }
 
 
@@ -206,7 +217,8 @@ def _what(dtype) -> str:
 def _problems(bad: pl.Series, column: str, reason: str, values: pl.Series | None = None) -> list[dict]:
     rows = bad.fill_null(False).arg_true()
     shown = values.gather(rows).to_list() if values is not None else [None] * len(rows)
-    return [{"row": int(r) + 1, "column": column, "reason": reason if v is None else f"{reason}: {v!r:.60}"}
+    return [{"row": int(r) + 1, "column": column,
+             "reason": reason if v is None else f"{reason}: {repr(v) if isinstance(v, str) else v}"[:len(reason) + 62]}
             for r, v in zip(rows.to_list(), shown, strict=True)]
 
 

@@ -84,6 +84,16 @@ def _on_hand_sql(as_of_param: str = "?") -> str:
     )
 
 
+def _outstanding_sql(as_of_param: str = "?") -> str:
+    """Each open purchase-order line ordered by the day: quantity still to come (never below 0)."""
+    return (
+        "SELECT o.*, greatest(o.quantity - coalesce(r.q, 0), 0) AS outstanding FROM erp_purchase_orders o "
+        "LEFT JOIN (SELECT purchase_order, sum(quantity) AS q FROM erp_stock_moves WHERE purchase_order IS NOT NULL "
+        f"AND date <= {as_of_param} GROUP BY 1) r ON r.purchase_order = o.reference "
+        f"WHERE o.status = 'open' AND o.date <= {as_of_param}"
+    )
+
+
 # -- sales ------------------------------------------------------------------------------------------
 @report
 def monthly_sales(store, *, start: date | None = None, end: date | None = None, category: str | None = None,
@@ -256,7 +266,8 @@ def dso(store, *, as_of: date | None = None, days: int = 90) -> dict:
 def cash_flow(store, *, start: date | None = None, end: date | None = None) -> pl.DataFrame:
     """Money in and out by month.
 
-    receipts = Σ customer payments; expenses = Σ expenses; purchases = Σ stock receipts · unit_cost;
+    receipts = Σ customer payments; expenses = Σ expenses; purchases = Σ stock receipts · unit cost
+    (the purchase-order line's when the receipt names one, else the product's);
     net = receipts − expenses − purchases; cumulative = running Σ net from ``start``.
     """
     start, end = _period(store, start, end)
@@ -265,8 +276,9 @@ def cash_flow(store, *, start: date | None = None, end: date | None = None) -> p
         "AS month), r AS (SELECT date_trunc('month', date)::DATE AS month, sum(amount) AS v FROM erp_payments "
         "WHERE date BETWEEN ? AND ? GROUP BY 1), e AS (SELECT date_trunc('month', date)::DATE AS month, "
         "sum(amount) AS v FROM erp_expenses WHERE date BETWEEN ? AND ? GROUP BY 1), "
-        "b AS (SELECT date_trunc('month', m.date)::DATE AS month, sum(m.quantity * p.unit_cost) AS v "
-        "FROM erp_stock_moves m JOIN erp_products p ON p.sku = m.product WHERE m.kind = 'receipt' "
+        "b AS (SELECT date_trunc('month', m.date)::DATE AS month, sum(m.quantity * coalesce(o.unit_cost, "
+        "p.unit_cost)) AS v FROM erp_stock_moves m JOIN erp_products p ON p.sku = m.product "
+        "LEFT JOIN erp_purchase_orders o ON o.reference = m.purchase_order WHERE m.kind = 'receipt' "
         "AND m.date BETWEEN ? AND ? GROUP BY 1) "
         "SELECT month, coalesce(r.v, 0) AS receipts, coalesce(e.v, 0) AS expenses, coalesce(b.v, 0) AS purchases, "
         "coalesce(r.v, 0) - coalesce(e.v, 0) - coalesce(b.v, 0) AS net, "
@@ -327,13 +339,15 @@ def inventory_turnover(store, *, as_of: date | None = None, days: int = 365) -> 
 @report
 def stock_status(store, *, as_of: date | None = None, service_level: float = 0.95, days: int = 180,
                  category: str | None = None) -> pl.DataFrame:
-    """On hand against reorder point, safety stock and EOQ per product; alerts first.
+    """On hand and on order against reorder point, safety stock and EOQ per product; alerts first.
 
     From daily demand over the ``days`` days to as_of (days without sales count as 0):
     d = mean per day, σ = its sample sd; L = lead_time_days; z = Φ⁻¹(service_level);
     safety_stock = z · σ · √L; reorder_point = d · L + safety_stock;
-    EOQ = √(2 · D · S / H) with D = 365 · d, S = order_cost, H = holding_rate · unit_cost.
-    status: 'out' when on_hand ≤ 0, 'reorder' when on_hand ≤ reorder_point, else 'ok'.
+    EOQ = √(2 · D · S / H) with D = 365 · d, S = order_cost, H = holding_rate · unit_cost;
+    on_order = Σ outstanding quantity of open purchase-order lines (``open_purchase_orders``);
+    position = on_hand + on_order.
+    status: 'out' when on_hand ≤ 0, 'reorder' when position ≤ reorder_point, else 'ok'.
     """
     if not 0.5 <= service_level < 1:
         raise ValidationError(f"service_level must be in [0.5, 1), got {service_level}", field="service_level")
@@ -346,18 +360,37 @@ def stock_status(store, *, as_of: date | None = None, service_level: float = 0.9
         "d AS (SELECT product, sum(quantity) AS s, sum(q2) AS s2 FROM (SELECT product, date, sum(quantity) AS quantity, "
         "sum(quantity) ^ 2 AS q2 FROM erp_invoice_lines WHERE date > $as_of::DATE - $days AND date <= $as_of "
         "GROUP BY ALL) GROUP BY 1), "
-        "k AS (SELECT p.*, h.on_hand, coalesce(d.s, 0) / $days AS daily_demand, "
+        f"o AS (SELECT product, sum(outstanding) AS q FROM ({_outstanding_sql('$as_of')}) GROUP BY 1), "
+        "k AS (SELECT p.*, h.on_hand, coalesce(o.q, 0) AS on_order, coalesce(d.s, 0) / $days AS daily_demand, "
         "sqrt(greatest((coalesce(d.s2, 0) - coalesce(d.s, 0) ^ 2 / $days) / ($days - 1), 0)) AS daily_sd "
         "FROM erp_products p JOIN h ON h.product = p.sku LEFT JOIN d ON d.product = p.sku "
-        "WHERE $category::VARCHAR IS NULL OR p.category = $category), "
+        "LEFT JOIN o ON o.product = p.sku WHERE $category::VARCHAR IS NULL OR p.category = $category), "
         "r AS (SELECT *, $z * daily_sd * sqrt(lead_time_days) AS safety_stock FROM k) "
-        "SELECT sku AS product, name, category, on_hand, daily_demand, daily_sd, lead_time_days, safety_stock, "
-        "daily_demand * lead_time_days + safety_stock AS reorder_point, "
+        "SELECT sku AS product, name, category, on_hand, on_order, on_hand + on_order AS position, daily_demand, "
+        "daily_sd, lead_time_days, safety_stock, daily_demand * lead_time_days + safety_stock AS reorder_point, "
         "sqrt(2 * 365 * daily_demand * order_cost / nullif(holding_rate * unit_cost, 0)) AS eoq, "
-        "CASE WHEN on_hand <= 0 THEN 'out' WHEN on_hand <= daily_demand * lead_time_days + safety_stock "
+        "CASE WHEN on_hand <= 0 THEN 'out' WHEN on_hand + on_order <= daily_demand * lead_time_days + safety_stock "
         "THEN 'reorder' ELSE 'ok' END AS status FROM r "
         "ORDER BY CASE status WHEN 'out' THEN 0 WHEN 'reorder' THEN 1 ELSE 2 END, product",
         {"as_of": as_of, "days": days, "z": z, "category": category},
+    )
+
+
+@report
+def open_purchase_orders(store, *, as_of: date | None = None) -> pl.DataFrame:
+    """Purchase-order lines still to arrive at ``as_of``, the latest first.
+
+    outstanding = quantity − Σ receipts against the line up to as_of (lines 'open' and ordered by
+    as_of, with outstanding > 0); value = outstanding · unit_cost; days_late = as_of − expected_date
+    when that is past, else 0.
+    """
+    as_of = as_of_date(store, as_of)
+    return store.sql(
+        "SELECT o.reference, o.supplier, o.product, p.name, o.date, o.expected_date, o.quantity, o.outstanding, "
+        "o.outstanding * o.unit_cost AS value, greatest(date_diff('day', o.expected_date, $as_of::DATE), 0) "
+        f"AS days_late FROM ({_outstanding_sql('$as_of')}) o JOIN erp_products p ON p.sku = o.product "
+        "WHERE o.outstanding > 0 ORDER BY days_late DESC, o.expected_date, o.reference",
+        {"as_of": as_of},
     )
 
 

@@ -36,6 +36,7 @@ def gather(store, *, as_of: date) -> dict:
         "chase": reports.receivables_to_chase(store, as_of=as_of, n=TABLE_ROWS),
         "stock": reports.stock_status(store, as_of=as_of).filter(pl.col("status") != "ok"),
         "reorder": forecasts.reorder_recommendations(store, as_of=as_of),
+        "late_orders": reports.open_purchase_orders(store, as_of=as_of).filter(pl.col("days_late") > 0),
         "anomalies": reports.expense_anomalies(store).filter(pl.col("month") > start),
         "top_products": reports.top_products(store, n=TABLE_ROWS, start=start, end=as_of),
     }
@@ -51,6 +52,7 @@ def summary(figures: dict) -> dict:
         "margin": _round(k["margin"], 4), "receivables": round(k["receivables"], 2),
         "overdue": round(k["overdue"], 2), "dso_days": _round(k["dso_days"], 1),
         "stock_alerts": k["stock_alerts"], "orders_to_place": figures["reorder"].height,
+        "late_supplier_orders": figures["late_orders"].height,
         "invoices_to_chase": figures["chase"].height,
         "sales_forecast_next_month": round(fc["mean"][0], 2) if fc.height else None,
         "expense_anomalies": figures["anomalies"].height,
@@ -73,9 +75,12 @@ def render(figures: dict) -> str:
     script, divs = components(drawn)
     sections = [
         _section("Receivables to chase", figures["chase"], ["invoice", "name", "due_date", "days_overdue", "balance"]),
-        _section("Stock alerts", figures["stock"], ["product", "name", "status", "on_hand", "reorder_point",
-                                                    "safety_stock"]),
-        _section("Recommended orders", figures["reorder"], ["product", "name", "on_hand", "lead_demand", "order"]),
+        _section("Stock alerts", figures["stock"], ["product", "name", "status", "on_hand", "on_order",
+                                                    "reorder_point", "safety_stock"]),
+        _section("Recommended orders", figures["reorder"], ["product", "name", "on_hand", "on_order", "lead_demand",
+                                                            "order"]),
+        _section("Late supplier orders", figures["late_orders"], ["reference", "supplier", "name", "expected_date",
+                                                                  "days_late", "outstanding"]),
         _section("Expense anomalies", figures["anomalies"], ["category", "month", "amount", "mean", "score"]),
         _section("Top products (24 months)", figures["top_products"], ["key", "name", "revenue", "share"]),
     ]

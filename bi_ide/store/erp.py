@@ -1,4 +1,5 @@
-"""The ERP tables: customers, products, invoices, payments, expenses, stock moves, forecasts, reports.
+"""The ERP tables: customers, products, invoices, payments, expenses, stock moves, purchase orders,
+forecasts, reports.
 
 A mixin of Store: the methods use its cursor and transactions. Batches arrive checked by
 ``bi_ide.erp.imports`` (types and row rules); here they are checked against what the store holds
@@ -24,7 +25,10 @@ ERP_TABLES = {
                                             "lead_time_days", "order_cost", "holding_rate")),
     "payments": ("erp_payments", ("reference",), ("reference", "invoice", "date", "amount", "currency")),
     "expenses": ("erp_expenses", ("reference",), ("reference", "date", "category", "vendor", "amount", "currency")),
-    "stock_moves": ("erp_stock_moves", ("reference",), ("reference", "date", "product", "quantity", "kind")),
+    "stock_moves": ("erp_stock_moves", ("reference",), ("reference", "date", "product", "quantity", "kind",
+                                                        "purchase_order")),
+    "purchase_orders": ("erp_purchase_orders", ("reference",), ("reference", "date", "supplier", "product", "quantity",
+                                                                "unit_cost", "expected_date", "status", "currency")),
     "invoices": ("erp_invoice_lines", ("invoice", "line"), ("invoice", "line", "date", "customer", "product",
                                                            "quantity", "unit_price", "discount", "unit_cost",
                                                            "amount", "currency")),
@@ -33,10 +37,12 @@ ERP_TABLES = {
 ERP_REFERENCES = {
     "invoices": (("customer", "erp_customers", "code", "customer"), ("product", "erp_products", "sku", "product")),
     "payments": (("invoice", "erp_invoices", "number", "invoice"),),
-    "stock_moves": (("product", "erp_products", "sku", "product"),),
+    "stock_moves": (("product", "erp_products", "sku", "product"),
+                    ("purchase_order", "erp_purchase_orders", "reference", "purchase order line")),
+    "purchase_orders": (("product", "erp_products", "sku", "product"),),
 }
 ERP_DATA_TABLES = ("erp_invoice_lines", "erp_invoices", "erp_payments", "erp_expenses", "erp_stock_moves",
-                   "erp_forecasts", "erp_forecast_runs", "erp_products", "erp_customers")
+                   "erp_purchase_orders", "erp_forecasts", "erp_forecast_runs", "erp_products", "erp_customers")
 MAX_PROBLEMS = 200  # problem rows kept in a rejection report; the count covers all of them
 
 
@@ -75,8 +81,12 @@ class ErpTables:
         with self.transaction() as cur:
             if table == "payments":  # a payment is in its invoice's currency unless the file says otherwise
                 batch = _with_invoice_currency(cur, batch)
+            elif table == "purchase_orders":  # cost, expected date and currency default to the product's
+                batch = _with_product_defaults(cur, batch)
             with _registered(cur, _erp_batch=batch.with_row_index("_row", offset=1).to_arrow()):
                 problems = [*(problems or []), *self._erp_unknown_references(cur, table)]
+                if table == "stock_moves":
+                    problems += self._erp_receipts_off_their_order(cur)
                 if problems:
                     raise ImportRejected(source, sorted(problems, key=lambda p: (p["row"], p["column"])),
                                          batch.height)
@@ -88,13 +98,24 @@ class ErpTables:
     def _erp_unknown_references(cur, table: str) -> list[dict]:
         problems = []
         for column, target, key, what in ERP_REFERENCES.get(table, ()):
-            rows = cur.execute(
-                f"SELECT _row, {column} FROM _erp_batch b WHERE NOT EXISTS "
+            rows = cur.execute(  # an optional reference left empty names nothing
+                f"SELECT _row, {column} FROM _erp_batch b WHERE {column} IS NOT NULL AND NOT EXISTS "
                 f"(SELECT 1 FROM {target} t WHERE t.{key} = b.{column}) ORDER BY _row LIMIT ?", [MAX_PROBLEMS]
             ).fetchall()
             problems += [{"row": r, "column": column, "reason": f"unknown {what} {v!r}; import it first"}
                          for r, v in rows]
         return problems
+
+    @staticmethod
+    def _erp_receipts_off_their_order(cur) -> list[dict]:
+        """Receipts whose purchase-order line is for another product, or dated before the order."""
+        rows = cur.execute(
+            "SELECT b._row, o.product, b.date < o.date FROM _erp_batch b JOIN erp_purchase_orders o "
+            "ON o.reference = b.purchase_order WHERE b.product <> o.product OR b.date < o.date ORDER BY b._row LIMIT ?",
+            [MAX_PROBLEMS]).fetchall()
+        return [{"row": r, "column": "purchase_order",
+                 "reason": "is dated before its order" if early else f"the order line is for product {product!r}"}
+                for r, product, early in rows]
 
     @staticmethod
     def _erp_upsert(cur, target: str, key: tuple, columns: tuple) -> dict:
@@ -251,6 +272,19 @@ def _with_invoice_currency(cur, batch: pl.DataFrame) -> pl.DataFrame:
                        "WHERE list_contains(?, number)", params=[batch["invoice"].unique().to_list()]).pl()
     return (batch.join(invoices, on="invoice", how="left", maintain_order="left")
             .with_columns(pl.coalesce("currency", "invoice_currency").alias("currency")).drop("invoice_currency"))
+
+
+def _with_product_defaults(cur, batch: pl.DataFrame) -> pl.DataFrame:
+    """Purchase-order lines with unit_cost, currency and expected_date (date + lead time) from their product."""
+    products = cur.sql("SELECT sku AS product, unit_cost AS product_cost, currency AS product_currency, "
+                       "lead_time_days FROM erp_products WHERE list_contains(?, sku)",
+                       params=[batch["product"].unique().to_list()]).pl()
+    return (batch.join(products, on="product", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("unit_cost", "product_cost").alias("unit_cost"),
+                          pl.coalesce("currency", "product_currency").alias("currency"),
+                          pl.coalesce("expected_date", pl.col("date") + pl.duration(days="lead_time_days"))
+                          .alias("expected_date"))
+            .drop("product_cost", "product_currency", "lead_time_days"))
 
 
 @contextmanager
