@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -222,3 +225,13 @@ def test_cli_run_shows_each_step_and_the_failing_cell(project, monkeypatch, tmp_
     assert run["status"] == "failed" and json.loads(run["params"]) == {"x": 2, "boom": True}
     shown = cli("show", run["id"])
     assert shown.exit_code == 0 and "check.ipynb" in shown.output
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows kernels use loopback TCP")
+def test_kernels_talk_to_the_runner_over_private_sockets(project, monkeypatch, capfd):
+    monkeypatch.chdir(project)
+    folders = str(Path(tempfile.gettempdir()) / "bi-ide-kernel-*")
+    before = set(glob.glob(folders))
+    assert cli("run", "demo").exit_code == 0
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's warning about loopback TCP
+    assert set(glob.glob(folders)) == before  # the socket folders went with their kernels

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from bi_ide.errors import NotFoundError, StoreLockedError
@@ -96,15 +98,30 @@ def failure_line(step: dict) -> str:
 def _execute(papermill, notebook: Path, out: Path, params: dict, cwd: Path, kernel_name: str) -> dict:
     """Run one notebook; the step record's fields: status, and failed_cell and error on failure."""
     try:
-        papermill.execute_notebook(
-            str(notebook), str(out), parameters=params, cwd=str(cwd), kernel_name=kernel_name,
-            progress_bar=False, log_output=False,
-        )
+        with _kernel_transport() as config:
+            papermill.execute_notebook(
+                str(notebook), str(out), parameters=params, cwd=str(cwd), kernel_name=kernel_name,
+                progress_bar=False, log_output=False, **config,
+            )
     except papermill.PapermillExecutionError as e:
         return {"status": "failed", "failed_cell": e.cell_index, "error": _short(f"{e.ename}: {e.evalue}")}
     except Exception as e:  # no such kernel, a broken .ipynb, a kernel that died: the step failed, not the runner
         return {"status": "failed", "error": _short(f"{type(e).__name__}: {e}")}
     return {"status": "done"}
+
+
+@contextmanager
+def _kernel_transport():
+    """Where the kernel can, it talks to the runner over Unix sockets in a private folder rather than
+    TCP on loopback, which any local user could connect to (and the kernel warns about)."""
+    if os.name == "nt":  # no IPC transport on Windows: loopback TCP, as Jupyter does there
+        yield {}
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="bi-ide-kernel-") as folder:
+        os.chmod(folder, 0o700)
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "k")}})}
 
 
 def _short(text: str, limit: int = 2000) -> str:
