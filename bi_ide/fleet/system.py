@@ -1,5 +1,6 @@
 """What a machine is and how busy it is: psutil for CPU, RAM, disk, network and load, NVML for
-NVIDIA GPUs, and on Apple Silicon what macOS shows without root.
+NVIDIA GPUs, and on Apple Silicon what macOS shows without root (IOKit's accelerator statistics:
+utilisation and the unified memory the GPU holds).
 
 No OS-specific paths: the disk is the one holding the agent's working folder, wherever that is.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import plistlib
 import socket
 import subprocess
 import sys
@@ -51,6 +53,8 @@ class Machine:
         disk = psutil.disk_usage(self.disk_path)
         net = psutil.net_io_counters()
         gpus, processes = self.gpus.read()
+        if self.apple and (reading := apple_gpu_reading()) is not None:
+            gpus = [*gpus, reading]
         s = {
             "time": time.time(),
             "cpu_percent": psutil.cpu_percent(None),
@@ -70,16 +74,52 @@ class Machine:
         self.gpus.close()
 
 
-def apple_gpu() -> dict:
-    """Apple Silicon's GPU as far as it can be read without sudo: its name and whether MPS works."""
-    name = "Apple GPU"
+# IOKit's registry, as a plist: the GPU (an IOAccelerator) with its PerformanceStatistics, which any
+# user may read (powermetrics, the other source, needs sudo).
+IOREG = ("ioreg", "-r", "-d", "1", "-w", "0", "-c", "IOAccelerator", "-a")
+
+
+def apple_gpu(run=None) -> dict:
+    """Apple Silicon's GPU as far as it can be read without sudo: its name, cores and whether MPS works."""
+    run = run or subprocess.run
+    entry = _accelerator(run) or {}
+    name = entry.get("model") if isinstance(entry.get("model"), str) else None
+    if name is None:
+        try:
+            out = run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                      timeout=5).stdout.strip()
+            name = out or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    cores = entry.get("gpu-core-count")
+    described = f"{name or 'Apple'} GPU" + (f" ({cores} cores)" if isinstance(cores, int) else "")
+    return {"index": 0, "name": described, "mps": mps_available()}
+
+
+def apple_gpu_reading(run=None) -> dict | None:
+    """The Apple GPU's utilisation (%) and the unified memory it uses now, from IOKit; None if unreadable.
+
+    ``Device Utilization %`` is the share of time the GPU was busy; ``In use system memory`` the bytes
+    of unified memory the GPU driver holds.
+    """
+    stats = (_accelerator(run or subprocess.run) or {}).get("PerformanceStatistics")
+    if not isinstance(stats, dict) or not isinstance(stats.get("Device Utilization %"), int | float):
+        return None
+    reading = {"index": 0, "utilization": float(stats["Device Utilization %"])}
+    if isinstance(stats.get("In use system memory"), int):
+        reading["memory_used_bytes"] = stats["In use system memory"]
+    return reading
+
+
+def _accelerator(run) -> dict | None:
+    """The first IOAccelerator in the IOKit registry that has performance statistics."""
     try:
-        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        name = f"{out} GPU" if out else name
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"index": 0, "name": name, "mps": mps_available()}
+        entries = plistlib.loads(run(list(IOREG), capture_output=True, timeout=5).stdout)
+    except (OSError, subprocess.SubprocessError, plistlib.InvalidFileException, ValueError):
+        return None
+    entries = entries if isinstance(entries, list) else [entries]
+    found = [e for e in entries if isinstance(e, dict) and "PerformanceStatistics" in e]
+    return found[0] if found else None
 
 
 def mps_available() -> bool:
