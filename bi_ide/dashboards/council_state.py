@@ -43,23 +43,11 @@ class Council(PolledState):
 
     details = param.Dict(default={}, doc="Decision id -> the decision with votes and evidence, watched ones only.")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     # -- which decisions the tabs show ----------------------------------------------------------
     def watch_decision(self, owner, decision_id: str | None) -> None:
         """Keep ``decision_id`` in ``details`` for ``owner`` (a tab); read it now if new."""
-        with self._lock:
-            if decision_id is None:
-                self._watching.pop(owner, None)
-            else:
-                self._watching[owner] = frozenset({decision_id})
-        if decision_id is not None and decision_id not in self.details and self.store is not None:
-            try:
-                self.apply({"details": {decision_id: self.store.get_council_decision(decision_id)}})
-            except WorkbenchError as e:
-                self.error = str(e)
+        self._watch(owner, None if decision_id is None else [decision_id], self.details,
+                    lambda ids: {"details": {d: self.store.get_council_decision(d) for d in ids}})
 
     # -- the poller's side -------------------------------------------------------------------
     def read(self) -> dict:

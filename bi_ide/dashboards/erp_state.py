@@ -38,10 +38,6 @@ class Erp(PolledState):
 
     version = param.String(default="", doc="Changes whenever the ERP data or the latest forecast changes.")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     def read(self) -> dict:
         """The counts and the data version; the filter choices only when the version moved."""
         if self.store is None:

@@ -37,10 +37,6 @@ class Gpus(PolledState):
     window_s = param.Integer(default=DEFAULT_WINDOW, bounds=(10, None), doc="""
         The window series covers: the longest one a tab asked for.""")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     def watch_window(self, owner, window_s: int | None) -> None:
         """Tell the state which window ``owner`` (a tab) shows; a longer one than before is read now."""
         with self._lock:

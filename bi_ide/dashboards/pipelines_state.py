@@ -40,23 +40,11 @@ class Pipelines(PolledState):
 
     steps = param.Dict(default={}, doc="Run id -> its steps in order (STEP_COLUMNS), watched runs only.")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     # -- which runs the tabs show ------------------------------------------------------------
     def watch_run(self, owner, run_id: str | None) -> None:
         """Keep ``run_id``'s steps fresh for ``owner`` (a tab); read them now if new."""
-        with self._lock:
-            if run_id is None:
-                self._watching.pop(owner, None)
-            else:
-                self._watching[owner] = frozenset({run_id})
-        if run_id is not None and run_id not in self.steps and self.store is not None:
-            try:
-                self.apply({"steps": self._read_steps([run_id])})
-            except WorkbenchError as e:
-                self.error = str(e)
+        self._watch(owner, None if run_id is None else [run_id], self.steps,
+                    lambda ids: {"steps": self._read_steps(ids)})
 
     # -- the poller's side -------------------------------------------------------------------
     def read(self) -> dict:

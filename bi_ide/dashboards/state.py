@@ -29,6 +29,12 @@ class PolledState(param.Parameterized):
 
     per_run: tuple[str, ...] = ()
 
+    updated_at = param.Number(default=None, allow_None=True, doc="""
+        Epoch seconds of the last successful refresh.""")
+
+    error = param.String(default="", doc="""
+        Why the last refresh failed, with what to do next; empty when it worked.""")
+
     def __init__(self, **params):
         super().__init__(**params)
         self._watching: dict = {}  # tab -> what it shows (run or decision ids; the GPU page: its window)
@@ -44,6 +50,21 @@ class PolledState(param.Parameterized):
         """The runs some open tab is looking at."""
         with self._lock:
             return frozenset().union(*self._watching.values())
+
+    def _watch(self, owner, keys, have: dict, read) -> None:
+        """Record that ``owner`` (a tab) shows ``keys`` (None: nothing any more); the ones not in
+        ``have`` yet are read now with ``read(missing) -> values``, so a pick shows without waiting."""
+        with self._lock:
+            if keys is None:
+                self._watching.pop(owner, None)
+            else:
+                self._watching[owner] = frozenset(keys)
+        missing = [k for k in keys or () if k not in have]
+        if missing and self.store is not None:
+            try:
+                self.apply(read(missing))
+            except WorkbenchError as e:
+                self.error = str(e)
 
     def read(self) -> dict:
         raise NotImplementedError
@@ -111,12 +132,6 @@ class Overview(PolledState):
 
     recent_runs = param.ClassSelector(class_=pl.DataFrame, default=None, allow_None=True, doc="""
         The newest runs (at most recent_limit), newest first, with RECENT_RUN_COLUMNS.""")
-
-    updated_at = param.Number(default=None, allow_None=True, doc="""
-        Epoch seconds of the last successful refresh.""")
-
-    error = param.String(default="", doc="""
-        Why the last refresh failed, with what to do next; empty when it worked.""")
 
     def read(self) -> dict:
         """Query the store and return the new parameter values (no parameter is set here)."""

@@ -64,10 +64,6 @@ class Training(PolledState):
 
     checkpoints = param.Dict(default={}, doc="Run id -> its checkpoints, newest first, watched runs only.")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     def __init__(self, **params):
         super().__init__(**params)
         self._read_status: dict[str, str] = {}  # run id -> its status when its curves were last read
@@ -75,14 +71,7 @@ class Training(PolledState):
     # -- which runs the tabs show ------------------------------------------------------------
     def watch_runs(self, owner, run_ids) -> None:
         """Keep ``run_ids``' curves and checkpoints fresh for ``owner`` (a tab); read new ones now."""
-        with self._lock:
-            self._watching[owner] = frozenset(run_ids)
-        missing = [r for r in run_ids if r not in self.metrics]
-        if missing and self.store is not None:  # the user just picked them: show them without waiting a beat
-            try:
-                self.apply(self._read_runs(missing))
-            except WorkbenchError as e:
-                self.error = str(e)
+        self._watch(owner, run_ids, self.metrics, self._read_runs)
 
     # -- the poller's side -------------------------------------------------------------------
     def read(self) -> dict:

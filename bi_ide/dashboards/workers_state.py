@@ -43,10 +43,6 @@ class Fleet(PolledState):
     slos = param.ClassSelector(class_=pl.DataFrame, default=None, allow_None=True, doc="""
         Each objective's target, current value and error budget left (SLO_COLUMNS).""")
 
-    updated_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of the last successful refresh.")
-
-    error = param.String(default="", doc="Why the last refresh failed, with what to do next; empty when it worked.")
-
     def read(self) -> dict:
         if self.store is None:
             return {"error": "no store: run `bi-ide init`, then `bi-ide serve`"}
