@@ -7,8 +7,8 @@ Prints, in one run:
      the same betas, weight decay, clipping and warm-up + cosine schedule, fp32 on the CPU, no
      evaluation, no checkpoints, same number of steps and threads;
   2. the same for our Trainer with model="bi" (our BITransformer of that shape);
-  3. on a CUDA machine only: tokens/s and MFU of the gpt2-124m preset (bf16, torch.compile) with
-     our Trainer, against the card's peak from bi_ide.training.hardware.
+On a GPU, bench/gpu.py measures the gpt2-124m preset (bf16, torch.compile, MFU) against
+transformers.Trainer with its best settings.
 
 Timing: every trainer runs warmup + timed + 1 steps. Step times come from the step callbacks
 (our ``on_step``, a TrainerCallback's ``on_step_end``); tokens/s is measured from the end of the
@@ -31,37 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from baseline import OPTIM, SEED, StepClock, run_hf
 
 from bi_ide.store import Store
 from bi_ide.training.config import TrainConfig
 from bi_ide.training.corpus import TokenShards, prepare_corpus
-from bi_ide.training.hf import hf_from_config
 from bi_ide.training.model import BITransformer, ModelConfig
 from bi_ide.training.trainer import Trainer
-
-# The optimizer and schedule both trainers get (TrainConfig names).
-OPTIM = dict(learning_rate=6e-4, min_lr=6e-5, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0)
-SEED = 1337
-
-
-class StepClock:
-    """perf_counter() at the end of every optimizer step, and tokens/s over the timed ones."""
-
-    def __init__(self):
-        self.times: list[float] = []
-        self.threads = 0
-
-    def tick(self) -> None:
-        self.times.append(time.perf_counter())
-        self.threads = torch.get_num_threads()
-
-    def tokens_per_s(self, warmup: int, timed: int, tokens_per_step: int) -> float:
-        if len(self.times) < warmup + timed:
-            raise RuntimeError(f"only {len(self.times)} steps were seen, expected at least {warmup + timed}")
-        # times[k] is the end of step k + 1: from the end of step `warmup` to the end of step warmup + timed
-        return timed * tokens_per_step / (self.times[warmup + timed - 1] - self.times[warmup - 1])
 
 
 def cpu_percent_for(threads: int) -> int:
@@ -95,105 +71,10 @@ def run_ours(model: str, corpus: Path, out: Path, args, **overrides) -> dict:
             "losses": summary["losses"], "threads": clock.threads}
 
 
-class Windows(torch.utils.data.Dataset):
-    """The windows our trainer reads, in its order (TokenShards.batch), as HF examples."""
-
-    def __init__(self, shards: TokenShards, seq_len: int, count: int):
-        self.shards, self.seq_len, self.starts, p = shards, seq_len, [], 0
-        for _ in range(count):
-            if p + seq_len + 1 > len(shards):  # TokenShards.batch starts over at 0 here too
-                p = 0
-            self.starts.append(p)
-            p += seq_len
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, i: int) -> dict:
-        p = self.starts[i]
-        ids = torch.from_numpy(self.shards.tokens(p, p + self.seq_len).astype(np.int64))  # (T,)
-        return {"input_ids": ids, "labels": ids}  # HF shifts labels inside the model
-
-
-def run_hf(corpus: Path, vocab_size: int, out: Path, args) -> dict:
-    """transformers.Trainer on the GPT2LMHeadModel our model="gpt2" builds, with the same init."""
-    import transformers
-    from transformers import PrinterCallback, TrainerCallback, TrainingArguments
-    from transformers import Trainer as HFTrainer
-
-    transformers.logging.set_verbosity_error()
-    steps = args.warmup + args.timed + 1
-    clock, losses = StepClock(), []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            clock.tick()
-
-    class LossRecorder(HFTrainer):  # our trainer calls loss.item() every step too
-        def training_step(self, *a, **kw):
-            loss = super().training_step(*a, **kw)
-            losses.append(loss.item())
-            return loss
-
-    torch.manual_seed(SEED)  # our Trainer seeds the same way before building its model
-    shape = ModelConfig.from_preset(args.preset, vocab_size=vocab_size, dropout=0.0)
-    model = hf_from_config("gpt2", **shape.to_dict())
-    training_args = TrainingArguments(
-        output_dir=str(out), max_steps=steps, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
-        learning_rate=OPTIM["learning_rate"], weight_decay=OPTIM["weight_decay"], adam_beta1=OPTIM["beta1"],
-        adam_beta2=OPTIM["beta2"], adam_epsilon=1e-8, max_grad_norm=OPTIM["grad_clip"], optim="adamw_torch",
-        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": OPTIM["min_lr"]},
-        warmup_steps=args.warmup, train_sampling_strategy="sequential", seed=SEED, use_cpu=True,
-        bf16=False, fp16=False, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[],
-        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=True,
-    )
-    dataset = Windows(TokenShards(corpus, "train"), args.seq_len, steps * args.batch)
-    torch.set_num_threads(args.threads)
-    trainer = LossRecorder(model=model, args=training_args, train_dataset=dataset, callbacks=[Clock()])
-    trainer.remove_callback(PrinterCallback)  # it prints the end-of-training metrics dict
-    trainer.train()
-    return {"tokens_per_s": clock.tokens_per_s(args.warmup, args.timed, args.batch * args.seq_len),
-            "losses": losses, "threads": clock.threads}
-
-
-# ---------------------------------------------------------------------------------------------
-# the GPU section
-
-
-def gpu_section(folder: Path, args) -> dict:
-    """gpt2-124m (GPT-2's 50,257 vocabulary) in bf16 with torch.compile, our trainer, on CUDA."""
-    corpus = folder / "corpus-50k"
-    manifest = prepare_corpus(["builtin:stdlib"], corpus, vocab_size=50257, max_bytes_per_source=16 * 2**20,
-                              min_frequency=1)
-    batch, seq_len, warmup, timed = (4, 256, 3, 5) if args.quick else (16, 1024, 10, 30)
-    steps = warmup + timed + 1
-    config = TrainConfig(
-        run_name="bench-gpt2-124m", preset="gpt2-124m", model="bi", corpus=str(corpus), out_dir=str(folder / "runs"),
-        max_steps=steps, batch_size=batch, seq_len=seq_len, warmup_steps=warmup, seed=SEED, device="cuda",
-        precision="bf16", compile=True, log_interval=steps + 1, eval_interval=steps + 1,
-        checkpoint_interval=steps + 1, eval_batches=1, **OPTIM,
-    )
-    clock = StepClock()
-
-    def tick(progress):
-        torch.cuda.synchronize()  # loss.item() already waits for the step; this makes it explicit
-        clock.tick()
-
-    with Store(memory=True) as store:
-        trainer = Trainer(config, store, on_step=tick, handle_signals=False)
-        trainer.run()
-    tps = clock.tokens_per_s(warmup, timed, config.tokens_per_step)
-    mfu = tps * trainer.flops_per_token / trainer.peak if trainer.peak else None
-    name = torch.cuda.get_device_name()
-    print(f"\ngpt2-124m on {name}: bf16, torch.compile, batch {batch} x seq {seq_len}, vocab "
-          f"{manifest['vocab_size']}, {trainer.model_params() / 1e6:.1f}M params, {warmup} warm-up "
-          f"(compile included) + {timed} timed steps")
-    mfu_text = f"{mfu:.1%}" if mfu is not None else f"unknown ({name} is not in hardware.PEAK_TFLOPS)"
-    print(f"  tokens/s {tps:>12,.0f}   MFU {mfu_text}   ({trainer.flops_per_token / 1e6:.0f} MFLOP/token, "
-          f"peak {trainer.peak / 1e12 if trainer.peak else float('nan'):.0f} TFLOP/s)")
-    return {"gpu_device": name, "gpu_gpt2_124m_tokens_per_s": round(tps),
-            "gpu_gpt2_124m_mfu": round(mfu, 4) if mfu is not None else None,
-            "gpu_gpt2_124m_batch_x_seq": f"{batch}x{seq_len}"}
+def run_hf_cpu(corpus: Path, vocab_size: int, out: Path, args) -> dict:
+    """transformers.Trainer on the same GPT2LMHeadModel, fp32 on the CPU, as many threads as ours."""
+    return run_hf(corpus, vocab_size, out, preset=args.preset, batch=args.batch, seq_len=args.seq_len,
+                  warmup=args.warmup, timed=args.timed, threads=args.threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +115,7 @@ def main() -> None:
             for key in best:
                 t = time.perf_counter()
                 out = folder / f"{key}-{r}"
-                result = run_hf(corpus, manifest["vocab_size"], out, args) if key == "hf_trainer" else \
+                result = run_hf_cpu(corpus, manifest["vocab_size"], out, args) if key == "hf_trainer" else \
                     run_ours(key.removeprefix("ours_"), corpus, out, args)
                 wall[key] += time.perf_counter() - t
                 if best[key] is None or result["tokens_per_s"] > best[key]["tokens_per_s"]:
@@ -270,10 +151,6 @@ def main() -> None:
             "load_avg_1m_start": round(load_start, 2),
             "load_avg_1m_end": round(os.getloadavg()[0], 2),
         }
-        if torch.cuda.is_available():
-            figures.update(gpu_section(folder, args))
-        else:
-            print("\ngpt2-124m bf16 + compile on CUDA: skipped, torch sees no CUDA GPU here")
 
     print(json.dumps(figures))
 

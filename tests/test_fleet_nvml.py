@@ -135,6 +135,10 @@ def test_unsupported_readings_are_left_out():
     assert "fan_percent" not in laptop and "pcie_tx_kbps" not in laptop and laptop["throttle_reasons"] == "idle"
     hidden = [p for p in procs if p["gpu_index"] == 1][0]
     assert "memory_used_bytes" not in hidden and hidden["process_name"] is None  # no such process here
+    # why each reading is missing, in NVML's words, for the laptop only
+    assert set(reader.unsupported) >= {(1, "fan_percent"), (1, "pcie_tx_kbps"), (1, "pcie_rx_kbps")}
+    assert not any(index == 0 for index, _ in reader.unsupported)
+    assert all(reason for reason in reader.unsupported.values())
 
 
 def test_static_description_for_registration():

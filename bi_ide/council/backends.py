@@ -9,6 +9,7 @@ was answering abstain with the reason; the session goes on. ``make_backend(spec)
 
 from __future__ import annotations
 
+import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,8 +22,8 @@ from bi_ide.council.members import Member
 from bi_ide.errors import ConfigError
 
 KINDS = ("grounded", "local", "openai")
-LOCAL_OPTIONS = ("model", "max_new_tokens", "batch_size", "share_prefix")
-_MODELS: dict[str, tuple] = {}  # model path -> (model, tokenizer), loaded once per process
+LOCAL_OPTIONS = ("model", "max_new_tokens", "batch_size", "share_prefix", "device")
+_MODELS: dict[tuple[str, str], tuple] = {}  # (model path, device) -> (model, tokenizer), loaded once per process
 _LOADING = threading.Lock()
 MIN_SHARED_TOKENS = 16  # a shorter shared start is not worth a separate forward pass
 OPENAI_OPTIONS = ("base_url", "model", "api_key", "timeout_s", "max_tokens", "concurrency")
@@ -79,11 +80,14 @@ class LocalModelBackend(_ModelBackend):
     prefixed = True
 
     def __init__(self, model: str | None = None, *, max_new_tokens: int = 64, batch_size: int = 8,
-                 share_prefix: bool = True, loaded: tuple | None = None):
+                 share_prefix: bool = True, device: str = "auto", loaded: tuple | None = None):
         if not 1 <= max_new_tokens <= 1024 or not 1 <= batch_size <= 256:
             raise ConfigError(f"max_new_tokens must be 1..1024 and batch_size 1..256, got {max_new_tokens} and "
                               f"{batch_size}")
+        if device not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda or mps, got {device!r}")
         self.model_path = model
+        self.device = device  # auto: a CUDA GPU (in bf16) when torch sees one, else the CPU
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.share_prefix = share_prefix
@@ -94,9 +98,9 @@ class LocalModelBackend(_ModelBackend):
         loads it once); only local files are read."""
         with _LOADING:
             if self._loaded is None:
-                key = str(self.model_path or "")
+                key = (str(self.model_path or ""), self.device)
                 if key not in _MODELS:
-                    _MODELS[key] = _load_model(self.model_path)
+                    _MODELS[key] = _load_model(self.model_path, self.device)
                 self._loaded = _MODELS[key]
             return self._loaded
 
@@ -124,15 +128,17 @@ class LocalModelBackend(_ModelBackend):
         tails = [x[shared:] for x in batch]
         width = max(map(len, tails))
         pad = tok.pad_token_id
-        ids = torch.tensor([batch[0][:shared] + [pad] * (width - len(t)) + t for t in tails])  # (B, shared + width)
-        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        ids = torch.tensor([batch[0][:shared] + [pad] * (width - len(t)) + t for t in tails],  # (B, shared + width)
+                           device=model.device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=model.device)
         kwargs = {}
         with torch.no_grad():
             if shared:
                 cache = DynamicCache(config=model.config)
-                model(input_ids=ids[:1, :shared], cache=cache, use_cache=True)  # the shared part, once
+                name = _cache_argument(model)
+                model(input_ids=ids[:1, :shared], use_cache=True, **{name: cache})  # the shared part, once
                 cache.batch_repeat_interleave(len(batch))
-                kwargs["cache"] = cache
+                kwargs[name] = cache
             generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                        do_sample=False, pad_token_id=pad, **kwargs)
         return tok.batch_decode(generated[:, ids.shape[1]:], skip_special_tokens=True)
@@ -148,15 +154,34 @@ class LocalModelBackend(_ModelBackend):
             return [RuntimeError(f"the local model failed: {e}") for _ in chats]
 
 
-def _load_model(path: str | None) -> tuple:
+def _load_model(path: str | None, device: str = "cpu") -> tuple:
     from bi_ide.training.hf import hf_from_pretrained, smollm2_gguf
 
     model, tokenizer = hf_from_pretrained(path or smollm2_gguf())
     if tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer files; a council model needs one")
+    return on_device(model, tokenizer, device)
+
+
+def on_device(model, tokenizer, device: str = "auto") -> tuple:
+    """(model, tokenizer) ready to answer: the model on ``device`` (bf16 on a CUDA GPU), in eval mode,
+    and a pad token for batches."""
+    from bi_ide.training.hardware import pick_device, pick_precision
+
+    target = pick_device(device)
+    if target.type == "cuda":
+        model = model.to(target, dtype=pick_precision(target, "auto"))  # bf16 where the card has it, else fp16
+    elif target.type != "cpu":
+        model = model.to(target)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def _cache_argument(model) -> str:
+    """What the model's forward calls its key/value cache: ``cache`` from transformers 5.2x on,
+    ``past_key_values`` before (and deprecated after)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _common_prefix(rows: list[list[int]]) -> int:

@@ -129,3 +129,43 @@ def mps_available() -> bool:
         return bool(torch.backends.mps.is_available())
     except ImportError:
         return False
+
+
+def record(seconds: float, out: str | os.PathLike, interval: float = 1.0) -> dict:
+    """Sample this machine every ``interval`` s for ``seconds``, as the agent would, into a JSON file.
+
+    The file holds the samples (what the agent would send), the registration and, per GPU field
+    left out, NVML's reason. ``python -m bi_ide.fleet.system --seconds 10 --out samples.json``
+    runs it beside a job, e.g. to check a new GPU machine without a hub (bench/gpu.py does).
+    """
+    import json
+
+    m = Machine()
+    samples, start = [], time.monotonic()
+    try:
+        for i in range(max(1, round(seconds / interval))):
+            samples.append(m.sample())
+            time.sleep(max(0.0, start + (i + 1) * interval - time.monotonic()))
+        data = {"hostname": socket.gethostname(), "describe": m.describe(), "samples": samples,
+                "gpus_seen": len(m.gpus.handles),
+                "unsupported": {f"{index}:{name}": why for (index, name), why in m.gpus.unsupported.items()}}
+    finally:
+        m.close()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, out)  # whole or not at all: a reader waits for the file
+    return data
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bi_ide.fleet.system", description=record.__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to sample (default 10)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    a = parser.parse_args()
+    if not 0 < a.interval <= a.seconds <= 86_400:
+        parser.error("want 0 < --interval <= --seconds <= 86400")
+    record(a.seconds, a.out, a.interval)

@@ -199,7 +199,7 @@ class SummaryHandler(ApiHandler):
 
 RUN_BODY = {
     "name": (str,), "kind": (str,), "config": (dict,), "preset": (str,),
-    "worker_id": (str,), "device": (str,), "status": (str,),
+    "worker_id": (str,), "device": (str,), "status": (str,), "id": (str,),
 }
 RUN_PATCH = {"status": (str,), "error": (str,), "params_count": (int,), "step": (int,), "total_steps": (int,),
              "stop_requested": (bool,), **{

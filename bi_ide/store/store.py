@@ -51,6 +51,7 @@ RUN_FIELDS = ("name", "preset", "config", "worker_id", "device", "params_count",
               "stop_requested")
 MODEL_STATUSES = ("ready", "deployed", "archived")
 CHECKPOINT_KINDS = ("step", "best", "last")
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what the hub's routes accept as an id
 
 # DuckDB's words for "another process holds the file": POSIX lock wording, then Windows'.
 _LOCKED = re.compile(r"Could not set lock on file|Conflicting lock|being used by another process", re.IGNORECASE)
@@ -200,16 +201,21 @@ class Store(PipelineTables, FleetTables, CouncilTables, ErpTables):
     # -- runs -------------------------------------------------------------------------
     def create_run(self, name: str | None = None, *, kind: str = "train", config: dict | None = None,
                    preset: str | None = None, worker_id: str | None = None, device: str | None = None,
-                   status: str = "queued") -> dict:
-        """Record a new run and return it."""
+                   status: str = "queued", id: str | None = None) -> dict:
+        """Record a new run and return it. ``id`` keeps the id a run got elsewhere (a run recorded
+        offline on a machine without the store, imported by ``bi-ide train replay``)."""
         if status not in RUN_STATUSES:
             raise ValidationError(f"status {status!r} is not one of {list(RUN_STATUSES)}", field="status")
-        run_id = new_id()
+        if id is not None and (not isinstance(id, str) or not RUN_ID.fullmatch(id)):
+            raise ValidationError(f"id {id!r} is not a run id: 1 to 64 letters, digits, '_' or '-'", field="id")
+        run_id = id or new_id()
         name = name or f"{kind}-{run_id[:6]}"
         check_text("name", name)
         check_text("kind", kind, 40)
         started = "now()" if status == "running" else "NULL"
         with self.transaction() as cur:
+            if id is not None and cur.execute("SELECT 1 FROM runs WHERE id = ?", [id]).fetchall():
+                raise ConflictError(f"a run with id {id!r} exists already; `bi-ide runs list` shows the runs")
             cur.execute(
                 f"INSERT INTO runs (id, name, kind, status, preset, config, worker_id, device, started_at) "
                 f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {started})",

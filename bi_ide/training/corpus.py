@@ -37,10 +37,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import polars as pl
 
 from bi_ide.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from bi_ide.training.arabic import DOMAINS, is_arabic, normalize_document
@@ -53,6 +52,9 @@ from bi_ide.training.tokenizer import (
     save_model_tokenizer,
     train_tokenizer,
 )
+
+if TYPE_CHECKING:  # only for annotations: reading shards must not need polars (a bare GPU box lacks it)
+    import polars as pl
 
 BUILTIN_SOURCES = ("builtin:quran", "builtin:quran-imlai", "builtin:stdlib")
 DEFAULT_SOURCES = ("builtin:quran", "builtin:stdlib")

@@ -1,16 +1,18 @@
 """One rank of a multi-process run: what torchrun or the deepspeed launcher starts on every process.
 
-    python -m bi_ide.training.launch --config-json run.json [--db FILE] [--losses-path FILE]
+    python -m bi_ide.training.launch --config-json run.json [--db FILE | --offline] [--losses-path FILE]
 
 ``bi-ide train launch`` builds this command (see bi_ide.training.launch_cli). The launcher sets
 RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; only rank 0 opens the store (a store
 file takes one writer; with BI_IDE_HUB set it writes through the hub) and creates the run, the
-other ranks get its id from rank 0.
+other ranks get its id from rank 0. With ``--offline`` (a machine without the store, see
+bi_ide.training.offline) rank 0 records the run in its folder and spools its metrics there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bi_ide.training.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config-json", required=True, help="TrainConfig values: inline JSON or a .json file")
     parser.add_argument("--db", default=None, help="store file for rank 0 (default: $BI_IDE_DB / BI_IDE_HUB)")
+    parser.add_argument("--offline", action="store_true",
+                        help="no store: rank 0 writes run.json and spools metrics in the run's folder "
+                             "(bi-ide train replay sends them later)")
     parser.add_argument("--losses-path", default=None, help="rank 0 writes every step's loss here (JSON list)")
     parser.add_argument("--summary-path", default=None, help="rank 0 writes the run's summary here (JSON)")
     parser.add_argument("--stop-after-steps", type=int, default=0,
@@ -35,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
                              "the next log step (e.g. to hand the machines back); 0: never")
     args = parser.parse_args(argv)
 
-    from bi_ide.clikit import open_store
     from bi_ide.training.config import TrainConfig
     from bi_ide.training.distributed import make_strategy
 
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     finished = False
     try:
         if strategy.is_main:
-            with open_store(Path(args.db) if args.db else None) as store:
+            with _store(config, args) as store:
                 summary = _trainer(config, store, strategy, args.stop_after_steps).run()
             _report(summary, strategy, args.losses_path, args.summary_path)
         else:
@@ -60,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         strategy.close(wait=finished)
     return 0
+
+
+def _store(config, args):
+    if args.offline:
+        from bi_ide.training.offline import OfflineStore
+
+        return contextlib.nullcontext(OfflineStore(config.out_dir))
+    from bi_ide.clikit import open_store
+
+    return open_store(Path(args.db) if args.db else None)
 
 
 def _trainer(config, store, strategy, stop_after_steps: int):

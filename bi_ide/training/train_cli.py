@@ -156,19 +156,32 @@ def stop(run_id, db):
 def replay_(run_id, out_dir, db):
     """Send a run's spooled metrics (kept while the store was unreachable) to the store.
 
+    A run trained offline (on a machine without the store, e.g. by bench/gpu.py) is created first
+    from the run.json in its folder, under the same id.
+
     \b
     Example:
       bi-ide train replay 3f9a0c1d2e4b
+      bi-ide train replay 3f9a0c1d2e4b --out-dir bench/results/runs
     """
     from pathlib import Path
 
+    from bi_ide.errors import NotFoundError
+    from bi_ide.training.offline import RECORD, import_run
     from bi_ide.training.runlog import replay
 
-    spool = Path(out_dir) / run_id / "spool.jsonl"
-    if not spool.exists():
+    folder = Path(out_dir) / run_id
+    spool = folder / "spool.jsonl"
+    if not spool.exists() and not (folder / RECORD).exists():
         click.echo(f"nothing spooled for {run_id}")
         return
     with open_store(db) as store:
+        if (folder / RECORD).exists():
+            try:
+                store.get_run(run_id)
+            except NotFoundError:
+                import_run(store, folder)
+                click.echo(f"imported the offline run {run_id} from {folder / RECORD}")
         done = replay(store, run_id, spool)
     click.echo("replayed; spool empty" if done else "the store went away again; the rest stays spooled")
 

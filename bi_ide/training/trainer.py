@@ -255,27 +255,30 @@ class Trainer:
             lr = lr_at(self.step, c, self.total_steps)
             self.strategy.set_lr(lr)
             # 2. forward and backward over grad_accum micro-batches, each rank on its slice of the global batch
-            loss_sum, forward_time = 0.0, 0.0
+            micro_losses, forward_time = [], 0.0
+            timing = self.strategy.world_size > 1 and len(forward_s) < IMBALANCE_STEPS + 1
             for i in range(c.grad_accum):
                 batch = self.train_data.batch(self.position, self.strategy.global_batch, c.seq_len)
                 self.position = batch.next_position
                 inputs, targets = self.strategy.shard(batch)
-                x = torch.from_numpy(inputs).to(self.device, non_blocking=True)  # (B, T)
-                y = torch.from_numpy(targets).to(self.device, non_blocking=True)  # (B, T)
+                x, y = self._to_device(inputs), self._to_device(targets)  # (B, T) each
                 with self.strategy.micro_batch(last=i == c.grad_accum - 1):
                     started = time.perf_counter()
                     with self.autocast:
                         _, loss = self.forward(x, y)
                     if weight != 1:
                         loss = loss * weight  # the all-reduce's average becomes the global batch's mean
-                    loss_sum += loss.item()  # .item() waits for the forward pass
-                    forward_time += time.perf_counter() - started
+                    if timing:
+                        loss.item()  # waits for the forward pass: the ranks compare these times
+                        forward_time += time.perf_counter() - started
+                    micro_losses.append(loss.detach())  # read after the step: no wait between forward and backward
                     self.strategy.backward(loss)
             # 3. clip, step, zero
             grad_norm = self.strategy.step()
             self.step += 1
             self.tokens_seen += self.step_tokens
             window_tokens += self.step_tokens
+            loss_sum = sum(torch.stack(micro_losses).tolist())  # one wait for the GPU per step
             self.last_loss = self.strategy.mean(loss_sum / c.grad_accum)  # the global batch's loss
             self.losses.append(self.last_loss)
             if self.strategy.world_size > 1 and len(forward_s) < IMBALANCE_STEPS + 1:
@@ -299,6 +302,13 @@ class Trainer:
                 self.on_step(Progress(self.step, self.total_steps, self.last_loss, lr, self.tokens_per_s, val))
             if c.patience and self.evals_since_best >= c.patience:
                 break
+
+    def _to_device(self, rows) -> torch.Tensor:
+        """A numpy batch on the run's device; on CUDA through pinned memory, so the copy does not wait."""
+        t = torch.from_numpy(rows)
+        if self.device.type == "cuda":
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
 
     def _check_imbalance(self, forward_s: float) -> None:
         """Compare the ranks' forward times (every rank calls this at the same step); rank 0 warns."""
