@@ -31,7 +31,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export OMP_NUM_THREADS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install up test lint chromium notebooks lock clean distclean
+.PHONY: help venv install up test lint chromium notebooks gpu-check lock clean distclean
 
 help:
 	@echo "make up         set up .venv, data/workbench.duckdb and a local token; serve http://127.0.0.1:$(PORT)"
@@ -39,6 +39,7 @@ help:
 	@echo "make install    create/refresh .venv (alias: make venv); EXTRAS=dev,deepspeed adds DeepSpeed"
 	@echo "make lint       ruff check"
 	@echo "make notebooks  re-execute notebooks/ in place so their committed outputs are real"
+	@echo "make gpu-check  on a CUDA GPU: the GPU proof kit (bench/gpu.py), figures to bench/results/gpu-DATE.json"
 	@echo "make lock       rewrite constraints.txt from .venv"
 	@echo "make clean      remove caches (keeps .venv and data/); make distclean also removes .venv"
 
@@ -103,6 +104,13 @@ notebooks: $(STAMP)
 	BI_IDE_DB=$$nbdb/notebooks.duckdb BI_IDE_HUB= BI_IDE_TOKEN= $(BIN)/jupyter nbconvert --to notebook --execute \
 		--inplace --ExecutePreprocessor.record_timing=False notebooks/*.ipynb; \
 	status=$$?; rm -rf $$nbdb; exit $$status
+
+# The GPU proof kit (docs/benchmarks.md): throughput and MFU, exact resume, NCCL DDP and ZeRO-2, the
+# council's model, in a few minutes on one CUDA GPU. Without a GPU it stops at once and names the CPU
+# smoke run (bench/gpu.py --device cpu --smoke, which make test runs).
+# The kit runs its own processes on one GPU: it gets every core (not the tests' one thread each).
+gpu-check: $(STAMP)
+	env -u OMP_NUM_THREADS $(BIN)/python bench/gpu.py --out bench/results/gpu-$$(date +%Y-%m-%d).json
 
 # Local version labels (+cpu) are dropped: they do not resolve on macOS or Windows. CUDA wheels
 # (nvidia-* except nvidia-ml-py, triton) are dropped too, so a lock taken on a GPU box stays portable.

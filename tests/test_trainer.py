@@ -269,3 +269,16 @@ def test_ddp_in_one_process_trains_like_single(corpus, tmp_path, store, monkeypa
     ddp = train(config(corpus, tmp_path / "b", max_steps=10, strategy="ddp"), store, handle_signals=False)
     assert ddp["status"] == "done" and not dist.is_initialized()  # the trainer left its process group
     assert ddp["losses"] == pytest.approx(single["losses"], rel=1e-6)
+
+
+@pytest.mark.gpu
+def test_resume_on_cuda_continues_exactly(corpus, tmp_path, store):
+    """The checkpoint's RNG states come back to the CPU generators even when loaded onto the GPU."""
+    cuda = {"device": "cuda", "precision": "bf16"}
+    whole = train(config(corpus, tmp_path / "a", max_steps=20, **cuda), store, handle_signals=False)
+    first = Trainer(config(corpus, tmp_path / "b", max_steps=20, **cuda), store, handle_signals=False)
+    first.on_step = lambda p: p.step == 8 and first.request_stop("test")
+    part1 = first.run()
+    part2 = train(config(corpus, tmp_path / "b", max_steps=20, resume_from=part1["run_id"], **cuda), store,
+                  handle_signals=False)
+    assert part1["losses"] + part2["losses"] == pytest.approx(whole["losses"], rel=1e-5)
