@@ -117,3 +117,22 @@ def test_the_kit_refuses_cuda_where_there_is_none(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--sections", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown section" in bad.stderr
+
+
+@pytest.mark.parametrize("archive", sorted((ROOT / "bench" / "results").glob("*.runs.tar.gz")), ids=lambda p: p.name)
+def test_runs_recorded_on_a_gpu_machine_replay_here(archive, tmp_path):
+    """The offline runs a GPU kit run brought back (bench/results/) go into a store with their metrics."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    db = tmp_path / "w.duckdb"
+    for run_id in runs:
+        result = CliRunner().invoke(main, ["train", "replay", run_id, "--out-dir", str(tmp_path / "runs"),
+                                           "--db", str(db)])
+        assert result.exit_code == 0 and "spool empty" in result.output, result.output
+    with Store(db) as store:
+        assert store.list_runs()["id"].sort().to_list() == runs
+        done = store.list_runs(status="done")
+        assert not done.is_empty() and all(store.get_run(r)["device"].startswith("cuda") for r in done["id"])
+        names = {n for r in done["id"] for n in store.read_metrics(r)["name"]}
+        assert {"loss", "tokens_per_s", "mfu", "gpu_util"} <= names  # MFU and NVML readings: CUDA-only figures
