@@ -40,6 +40,8 @@ class Answer:
     backend: str = "grounded"
     blocker: bool = False
     revision_reason: str | None = None
+    weight_factor: float = 1.0  # below 1 when the answer was down-weighted (e.g. it cites nothing)
+    weight_reason: str | None = None  # why, in the asker's language
 
     @classmethod
     def abstain(cls, member_id: str, reason: str, backend: str) -> Answer:
