@@ -22,7 +22,7 @@ from collections.abc import Callable
 from bi_ide.council import aggregate
 from bi_ide.council.answers import Answer, Feedback
 from bi_ide.council.backends import make_backend
-from bi_ide.council.evidence import Finding, gather, parse_question
+from bi_ide.council.evidence import Finding, Question, gather, understand
 from bi_ide.council.members import BY_ID, MEMBERS, Member, voting_members
 from bi_ide.errors import ValidationError
 from bi_ide.store.council import check_question
@@ -59,7 +59,7 @@ class Session:
         started = time.perf_counter()
         self.store.ensure_council_members([m.record() for m in MEMBERS])
         self._progress("evidence", 0)
-        q = parse_question(question)
+        q = understand(self.store, question)
         findings = gather(self.store, q)
         first = self._round(q, findings, 0)
         feedback, second = None, {}
@@ -68,7 +68,19 @@ class Session:
             revised = self._round(q, findings, 1, feedback, first)
             second = {mid: a for mid, a in revised.items() if a is not first[mid]}
         result = self._decide(first, second, findings)
-        result["meta"].update(intent=q.intent, preset=q.preset, revised=len(second),
+        _hold_unfounded_approval(result, q, findings)
+        result["reasoning"] = _reasoning(q, result["decision"], result["probability"], {**first, **second},
+                                         {f.id: f for f in findings}, (result["blocker"] or "").split(", ")
+                                         if result["blocker"] else [], result.pop("held", None))
+        result["shadow_analysis"] = _listing({**first, **second}, "shadow", "risks") or q.say(
+            "The shadow members found no risk.", "لم يجد أعضاء الظل أي خطر.")
+        result["light_suggestion"] = _listing({**first, **second}, "light", "opportunities") or q.say(
+            "The light members found no opportunity.", "لم يجد أعضاء النور أي فرصة.")
+        result["meta"].update(intent=q.intent, preset=q.preset, revised=len(second), language=q.language,
+                              script=q.script, direction=q.direction, version=q.version,
+                              entities=q.reading.keys if q.reading is not None else [],
+                              unmatched=q.reading.unmatched[:10] if q.reading is not None else [],
+                              injection=q.injection,
                               feedback=None if feedback is None else {"median": feedback.median,
                                                                       "spread": feedback.spread})
         result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -134,14 +146,13 @@ class Session:
         calibration = self.store.council_calibration()
         calibrated = aggregate.calibrate(p, calibration["table"])
         cited = sorted({fid for a in final.values() for fid in a.evidence}, key=lambda f: int(f[1:]))
-        by_id = {f.id: f for f in findings}
         return {
             "decision": decision,
             "probability": round(p, 6),
             "confidence": round(aggregate.confidence(decision, calibrated), 6),
-            "reasoning": _reasoning(decision, p, final, by_id, blockers),
-            "shadow_analysis": _listing(final, "shadow", "risks") or "The shadow members found no risk.",
-            "light_suggestion": _listing(final, "light", "opportunities") or "The light members found no opportunity.",
+            "reasoning": "",  # written by run(), in the asker's language
+            "shadow_analysis": "",
+            "light_suggestion": "",
             "evidence": [f.to_dict() | {"cited": f.id in cited} for f in findings],
             "backend": self.backend.name,
             "blocker": ", ".join(blockers) or None,
@@ -166,17 +177,48 @@ def _vote(a: Answer, number: int, weights: dict[str, float]) -> dict:
             "revision_reason": a.revision_reason}
 
 
-def _reasoning(decision: str, p: float, final: dict[str, Answer], by_id: dict[str, Finding], blockers: list) -> str:
+def _reasoning(q: Question, decision: str, p: float, final: dict[str, Answer], by_id: dict[str, Finding],
+               blockers: list, held: str | None = None) -> str:
     counts = {v: sum(a.vote == v for a in final.values()) for v in ("approve", "reject", "abstain")}
-    lines = [f"The council {decision} with a pooled probability of approval of {p:.2f} "
-             f"({counts['approve']} approve, {counts['reject']} reject, {counts['abstain']} abstain)."]
-    for side, sign in (("for", 1), ("against", -1)):
+    word = {"approved": ("approved", "وافق"), "rejected": ("rejected", "رفض"), "deferred": ("deferred", "أرجأ")}
+    lines = [q.say("The council {d} with a pooled probability of approval of {p:.2f} ({a} approve, {r} reject, "
+                   "{x} abstain).", "{d} المجلس باحتمال موافقة مجمّع قدره {p:.2f} ({a} موافقة، {r} رفض، {x} امتناع).",
+                   d=word[decision][1 if q.language == "ar" else 0], p=p, a=counts["approve"], r=counts["reject"],
+                   x=counts["abstain"])]
+    for sign in (1, -1):
         strongest = sorted((f for f in by_id.values() if f.effect * sign > 0), key=lambda f: -abs(f.effect))[:2]
         if strongest:
-            lines.append(f"Strongest {side}: " + " ".join(f"[{f.id}] {f.text}" for f in strongest))
+            label = q.say("Strongest for:", "أقوى ما يؤيد:") if sign > 0 else q.say("Strongest against:",
+                                                                                   "أقوى ما يعارض:")
+            lines.append(f"{label} " + " ".join(f"[{f.id}] {f.text}" for f in strongest))
+    not_found = [f for f in by_id.values() if f.facts.get("not_found") is not None]
+    for f in not_found[:1]:
+        lines.append(f"[{f.id}] {f.text}")
     if blockers:
-        lines.append(f"Blocked by the shadow member(s) {', '.join(blockers)}: the decision cannot be an approval.")
+        lines.append(q.say("Blocked by the shadow member(s) {b}: the decision cannot be an approval.",
+                           "اعترض عضو (أعضاء) الظل {b}: لا يمكن أن يكون القرار موافقة.", b=", ".join(blockers)))
+    if held:
+        lines.append(held)
     return "\n".join(lines)
+
+
+def _hold_unfounded_approval(result: dict, q: Question, findings: list[Finding]) -> None:
+    """An approval needs the store's data behind it: a finding for it from a data source, and no
+    instructions to the council in the question. Otherwise the decision is deferred, and says why."""
+    if result["decision"] != "approved":
+        return
+    grounded = any(f.effect > 0 and f.source not in ("council", "history") for f in findings)
+    if grounded and not q.injection:
+        return
+    result["decision"] = "deferred"
+    result["confidence"] = round(aggregate.confidence("deferred", result["meta"]["calibrated_probability"]), 6)
+    result["meta"]["held"] = "injection" if q.injection else "no evidence for"
+    result["held"] = q.say(
+        "Held back from an approval: the question carries instructions to the council, and an approval is never "
+        "given on the strength of a question's own words.", "لم يُوافَق: السؤال يحمل تعليمات موجهة إلى المجلس، ولا "
+        "تُمنح موافقة بناءً على كلمات السؤال نفسه.") if q.injection else q.say(
+        "Held back from an approval: nothing in the store's data speaks for it.",
+        "لم يُوافَق: لا شيء في بيانات المخزن يؤيده.")
 
 
 def _listing(final: dict[str, Answer], group: str, field: str) -> str:

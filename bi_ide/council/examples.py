@@ -71,3 +71,39 @@ def _run(store, name: str, preset: str, worker: str, status: str, bpb: dict | No
         fields = {"error": error} if error else {}
         run = store.update_run(run["id"], status=status, step=1000 if status == "done" else 120, **fields)
     return run
+
+
+# -- the question set -------------------------------------------------------------------------------
+EXPECTATIONS = ("approved", "rejected", "deferred", "not-approved")
+
+
+def load_questions(path) -> list[dict]:
+    """The question set (tests/council_questions.yaml): id, lang, question, expect, cites, why; checked."""
+    from pathlib import Path
+
+    import yaml
+
+    from bi_ide.errors import ValidationError
+
+    rows = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValidationError(f"{path} is not a list of questions")
+    for i, row in enumerate(rows):
+        missing = [k for k in ("id", "lang", "question", "expect", "cites") if k not in row]
+        if missing or row["expect"] not in EXPECTATIONS or row["lang"] not in ("ar", "en"):
+            raise ValidationError(f"{path}: question {i + 1} ({row.get('id')}) needs id, lang (ar/en), question, "
+                                  f"expect ({'/'.join(EXPECTATIONS)}) and cites; missing {missing}")
+    return rows
+
+
+def judge(decision: dict, row: dict) -> dict:
+    """Whether a stored decision meets a question's expectation and evidence; what it decided."""
+    expected, got = row["expect"], decision["decision"]
+    right = got != "approved" if expected == "not-approved" else got == expected
+    evidence = decision.get("evidence") or []
+    if row["cites"] == "not_found":
+        cited = any(e.get("facts", {}).get("not_found") is not None for e in evidence)
+    else:
+        cited = any(row["cites"] in (e.get("facts", {}).get("entities") or []) for e in evidence)
+    return {"id": row["id"], "lang": row["lang"], "expect": expected, "decision": got, "right": right,
+            "cites": row["cites"], "cited": cited, "language": (decision.get("meta") or {}).get("language")}

@@ -56,27 +56,29 @@ class GroundedBackend:
         out = []
         for m in members:
             if feedback is None:
-                a = self._first(m, rel[m.id], findings)
+                a = self._first(q, m, rel[m.id], findings)
             else:
-                a = self._revise(m, previous[m.id], feedback, by_id)
+                a = self._revise(q, m, previous[m.id], feedback, by_id)
             out.append(a)
             if on_answer:
                 on_answer(a)
         return out
 
-    def _first(self, m: Member, rel: float, findings: list[Finding]) -> Answer:
+    def _first(self, q: Question, m: Member, rel: float, findings: list[Finding]) -> Answer:
         seen = [(f, 1.0 if f.topic in m.topics else OFF_TOPIC) for f in findings
                 if f.effect and (f.topic in m.topics or abs(f.effect) >= HARD_FACT)]
         if not seen:
-            return Answer(m.id, "abstain", None, f"abstained: no evidence on my focus ({', '.join(m.topics)}).",
+            return Answer(m.id, "abstain", None, q.say("abstained: no evidence on my focus ({t}).",
+                                                       "امتنع: لا دليل في مجال اختصاصي ({t}).", t=", ".join(m.topics)),
                           backend=self.name)
         weighed = [(f, a) for f, a in seen if m.stance == "balanced"
                    or (m.stance == "risk") == (f.effect < 0)]
         if not weighed:
             p = NO_RISK_P[m.stance]
-            what = "risk" if m.stance == "risk" else "opportunity"
-            return Answer(m.id, vote_of(p), p, f"No {what} found in the evidence on my focus.",
-                          evidence=[f.id for f, _ in seen], backend=self.name)
+            text = q.say("No risk found in the evidence on my focus.", "لم أجد خطرًا في الأدلة ضمن اختصاصي.") \
+                if m.stance == "risk" else q.say("No opportunity found in the evidence on my focus.",
+                                                 "لم أجد فرصة في الأدلة ضمن اختصاصي.")
+            return Answer(m.id, vote_of(p), p, text, evidence=[f.id for f, _ in seen], backend=self.name)
         scale = 0.75 + 0.5 * rel
         score = sum(a * scale * f.effect for f, a in weighed)
         p = clip(sigmoid(score))
@@ -91,7 +93,7 @@ class GroundedBackend:
             blocker=m.stance == "risk" and worst <= -HARD_FACT and p <= BLOCK_AT,
         )
 
-    def _revise(self, m: Member, prev: Answer, feedback: Feedback, by_id: dict[str, Finding]) -> Answer:
+    def _revise(self, q: Question, m: Member, prev: Answer, feedback: Feedback, by_id: dict[str, Finding]) -> Answer:
         if prev.probability is None:
             return prev
         strong = [by_id[i] for i in feedback.for_ids + feedback.against_ids if i in by_id]
@@ -100,16 +102,19 @@ class GroundedBackend:
         if unseen:
             f = max(unseen, key=lambda f: abs(f.effect))
             p = round(clip(sigmoid(logit(prev.probability) + 0.5 * f.effect)), 4)
-            reason = f"took in [{f.id}] from the feedback round: {f.text}"
-            return self._changed(prev, p, reason, [*prev.evidence, f.id])
+            reason = q.say("took in [{i}] from the feedback round: {t}", "أخذت بـ[{i}] من جولة المراجعة: {t}",
+                           i=f.id, t=f.text)
+            return self._changed(q, prev, p, reason, [*prev.evidence, f.id])
         far = abs(prev.probability - feedback.median) > max(feedback.spread / 2, 0.15)
         if far and abs(logit(prev.probability)) < 1.0:
             p = round((prev.probability + feedback.median) / 2, 4)
-            reason = f"moved halfway to the council's median {feedback.median:.2f}: my own evidence is weak"
-            return self._changed(prev, p, reason, prev.evidence)
+            reason = q.say("moved halfway to the council's median {m:.2f}: my own evidence is weak",
+                           "اقتربت إلى منتصف المسافة من وسيط المجلس {m:.2f}: أدلتي ضعيفة", m=feedback.median)
+            return self._changed(q, prev, p, reason, prev.evidence)
         return prev
 
     @staticmethod
-    def _changed(prev: Answer, p: float, reason: str, evidence: list[str]) -> Answer:
-        return Answer(prev.member_id, vote_of(p), p, f"{prev.rationale} Revised: {reason}.", prev.risks,
+    def _changed(q: Question, prev: Answer, p: float, reason: str, evidence: list[str]) -> Answer:
+        revised = q.say("Revised:", "مراجَع:")
+        return Answer(prev.member_id, vote_of(p), p, f"{prev.rationale} {revised} {reason}.", prev.risks,
                       prev.opportunities, evidence, prev.backend, prev.blocker and p <= BLOCK_AT, reason)

@@ -59,3 +59,8 @@ def answer_language(text: str) -> str:
 def direction(language: str) -> str:
     """``rtl`` or ``ltr``, for a page or a terminal."""
     return "rtl" if language in RTL else "ltr"
+
+
+def say(language: str, english: str, arabic: str, /, **values) -> str:
+    """One sentence in the asker's language: the English or the Arabic template, filled in."""
+    return (arabic if language == "ar" else english).format(**values)

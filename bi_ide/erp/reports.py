@@ -14,6 +14,7 @@ import inspect
 from datetime import date, timedelta
 from statistics import NormalDist
 
+import numpy as np
 import polars as pl
 
 from bi_ide.errors import ValidationError
@@ -306,6 +307,70 @@ def expense_anomalies(store, *, z: float = 3.0, months: int = 12) -> pl.DataFram
         "WHERE n >= 3 AND sd > 0 AND abs(amount - mean) / sd > ? ORDER BY month, category",
         [months, z],
     )
+
+
+@report
+def expense_trend(store, *, as_of: date | None = None, months: int = 3) -> pl.DataFrame:
+    """Each expense category's spending in the last ``months`` full months against the ``months``
+    before, and its share of revenue over the last of those periods.
+
+    recent = Σ amount in the last ``months`` months up to as_of's month (included); before = the
+    same span just before; change = recent / before − 1 (null when before is 0); share_of_revenue =
+    recent / Σ invoice-line amounts over the same months.
+    """
+    if not 1 <= months <= 24:
+        raise ValidationError(f"months must be 1..24, got {months}", field="months")
+    as_of = as_of_date(store, as_of)
+    return store.sql(
+        "WITH b AS (SELECT date_trunc('month', ?::DATE)::DATE AS m), "
+        "r AS (SELECT (SELECT m FROM b) - INTERVAL (? - 1) MONTH AS lo, (SELECT m FROM b) + INTERVAL 1 MONTH AS hi), "
+        "e AS (SELECT category, "
+        "  sum(amount) FILTER (WHERE date >= (SELECT lo FROM r) AND date < (SELECT hi FROM r)) AS recent, "
+        "  sum(amount) FILTER (WHERE date >= (SELECT lo FROM r) - INTERVAL (?) MONTH AND date < (SELECT lo FROM r)) "
+        "  AS before FROM erp_expenses GROUP BY category), "
+        "s AS (SELECT sum(amount) AS revenue FROM erp_invoice_lines WHERE date >= (SELECT lo FROM r) "
+        "  AND date < (SELECT hi FROM r)) "
+        "SELECT category, coalesce(recent, 0) AS recent, coalesce(before, 0) AS before, "
+        "CASE WHEN coalesce(before, 0) > 0 THEN coalesce(recent, 0) / before - 1 END AS change, "
+        "CASE WHEN (SELECT revenue FROM s) > 0 THEN coalesce(recent, 0) / (SELECT revenue FROM s) END "
+        "AS share_of_revenue FROM e ORDER BY recent DESC NULLS LAST, category",
+        [as_of, months, months],
+    )
+
+
+@report
+def price_elasticity(store, *, product: str, as_of: date | None = None, months: int = 24) -> dict:
+    """How a product's monthly quantity moved with its net price: the log-log slope.
+
+    Per month over the last ``months`` up to as_of: quantity = Σ quantity and net price = Σ amount /
+    Σ quantity (discounts included). elasticity = the least-squares slope of log quantity on log
+    net price over months with sales; None with fewer than 6 such months or when the net price
+    varied by less than 1 % (coefficient of variation): then the history cannot tell. ``r2`` says
+    how much of the quantity's movement the price explains (promotions and seasons move both).
+    """
+    if not 6 <= months <= 120:
+        raise ValidationError(f"months must be 6..120, got {months}", field="months")
+    as_of = as_of_date(store, as_of)
+    rows = store.sql(
+        "SELECT date_trunc('month', date) AS month, sum(quantity) AS q, sum(amount) / sum(quantity) AS price "
+        "FROM erp_invoice_lines WHERE product = ? AND quantity > 0 AND amount > 0 AND date <= ?::DATE "
+        "AND date > ?::DATE - INTERVAL (?) MONTH GROUP BY 1 ORDER BY 1",
+        [product, as_of, as_of, months],
+    )
+    out = {"product": product, "months": rows.height, "elasticity": None, "price_cv": None, "r2": None}
+    if rows.height < 6:
+        return out
+    q, p = rows["q"].to_numpy(), rows["price"].to_numpy()
+    out["price_cv"] = float(p.std() / p.mean()) if p.mean() > 0 else 0.0
+    if out["price_cv"] < 0.01:
+        return out
+    x, y = np.log(p), np.log(q)
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    residual = y - y.mean() - slope * (x - x.mean())
+    total = float(((y - y.mean()) ** 2).sum())
+    out["elasticity"] = slope
+    out["r2"] = 1 - float((residual ** 2).sum()) / total if total > 0 else 0.0
+    return out
 
 
 # -- stock -------------------------------------------------------------------------------------------

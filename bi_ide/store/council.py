@@ -250,6 +250,16 @@ class CouncilTables:
             "ORDER BY worker_id, gpu_index")
         return {"workers": workers, "gpus": gpus}
 
+    def council_fleet_usage(self, days: int = 7) -> dict:
+        """Each GPU's mean utilisation over the last ``days`` days (from samples), and the runs waiting."""
+        if not 1 <= days <= 365:
+            raise ValidationError(f"days must be 1..365, got {days}", field="days")
+        usage = self.sql(
+            "SELECT worker_id, gpu_index, avg(utilization) AS utilization, count(utilization) AS samples "
+            "FROM gpu_samples WHERE time >= now() - INTERVAL (?) DAY GROUP BY ALL ORDER BY ALL", [days])
+        (queued,), = self._rows("SELECT count(*) FROM runs WHERE status = 'queued'")
+        return {"usage": usage, "queued_runs": queued}
+
     def council_training_facts(self, limit: int = 50) -> dict:
         """The newest runs, and per run and bpb metric its first and last value (the trend)."""
         runs = self.sql("SELECT id, name, status, preset, worker_id, error, created_at FROM runs "
@@ -261,3 +271,58 @@ class CouncilTables:
         models = self.sql("SELECT id, name, version, run_id, status FROM models ORDER BY created_at DESC LIMIT ?",
                           [limit])
         return {"runs": runs, "bpb": bpb, "models": models}
+
+    # -- the council's index of the store's facts ------------------------------------------------
+    # One cheap fingerprint per group of tables: the index reloads a group only when it changed.
+    ENTITY_SIGNATURES = {
+        "fleet": "SELECT count(*), coalesce(sum(hash(id, hostname, gpus, labels)), 0) FROM workers",
+        "models": "SELECT count(*), coalesce(sum(hash(id, status, metrics)), 0) FROM models",
+        "runs": "SELECT count(*), coalesce(sum(hash(id, status, name)), 0) FROM runs",
+        "corpora": "SELECT count(*), coalesce(sum(hash(id, name)), 0) FROM corpora",
+        "pipelines": "SELECT (SELECT count(*) FROM schedules) + (SELECT count(DISTINCT pipeline) FROM pipeline_runs), "
+                     "coalesce((SELECT sum(hash(id, pipeline, cron, paused)) FROM schedules), 0)",
+        "erp": "SELECT (SELECT count(*) FROM erp_products) + (SELECT count(*) FROM erp_customers), "
+               "coalesce((SELECT sum(hash(sku, name, category)) FROM erp_products), 0) + "
+               "coalesce((SELECT sum(hash(code, name)) FROM erp_customers), 0) + "
+               "coalesce((SELECT sum(hash(category, vendor)) FROM (SELECT DISTINCT category, vendor FROM erp_expenses)), 0) "
+               "+ coalesce((SELECT sum(hash(supplier)) FROM (SELECT DISTINCT supplier FROM erp_purchase_orders)), 0)",
+        "decisions": "SELECT count(*), coalesce(sum(hash(id, outcome)), 0) FROM council_decisions",
+    }
+
+    def council_entity_signatures(self) -> dict[str, tuple]:
+        """A fingerprint of each group of tables the council's index reads (see ENTITY_SIGNATURES)."""
+        return {group: tuple(self._rows(query)[0]) for group, query in self.ENTITY_SIGNATURES.items()}
+
+    def council_entity_rows(self, group: str) -> dict[str, pl.DataFrame]:
+        """The rows the council's index makes entities of, for one group of tables."""
+        if group == "fleet":
+            return {"workers": self.sql("SELECT id, hostname, os, gpus, labels FROM workers ORDER BY id")}
+        if group == "models":
+            return {"models": self.sql("SELECT m.id, m.name, m.version, m.status, m.run_id, m.metrics, m.created_at, "
+                                       "r.config AS run_config, r.status AS run_status FROM models m "
+                                       "LEFT JOIN runs r ON r.id = m.run_id ORDER BY m.name, m.version")}
+        if group == "runs":
+            return {"runs": self.sql("SELECT id, name, status, preset, worker_id, error, created_at FROM runs "
+                                     "ORDER BY created_at DESC, id LIMIT 500")}
+        if group == "corpora":
+            return {"corpora": self.sql("SELECT id, name, path, vocab_size FROM corpora ORDER BY created_at DESC")}
+        if group == "pipelines":
+            return {"pipelines": self.sql(
+                "SELECT pipeline, count(*) AS runs, count(*) FILTER (WHERE status = 'failed') AS failed, "
+                "arg_max(status, created_at) AS last_status, max(created_at) AS last_at FROM pipeline_runs "
+                "GROUP BY pipeline ORDER BY pipeline"),
+                "schedules": self.sql("SELECT id, pipeline, cron, paused, next_run_at FROM schedules ORDER BY pipeline")}
+        if group == "erp":
+            return {
+                "products": self.sql("SELECT sku, name, category FROM erp_products ORDER BY sku"),
+                "customers": self.sql("SELECT code, name, segment FROM erp_customers ORDER BY code"),
+                "expenses": self.sql("SELECT category, list(DISTINCT vendor ORDER BY vendor) AS vendors "
+                                     "FROM erp_expenses GROUP BY category ORDER BY category"),
+                "suppliers": self.sql("SELECT supplier, list(DISTINCT p.category ORDER BY p.category) AS categories "
+                                      "FROM erp_purchase_orders o LEFT JOIN erp_products p ON p.sku = o.product "
+                                      "GROUP BY supplier ORDER BY supplier"),
+            }
+        if group == "decisions":
+            return {"decisions": self.sql("SELECT id, question, decision, probability, outcome, created_at "
+                                          "FROM council_decisions ORDER BY created_at DESC, id LIMIT 500")}
+        raise ValidationError(f"unknown entity group {group!r}; one of {list(self.ENTITY_SIGNATURES)}", field="group")
