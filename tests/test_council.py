@@ -173,7 +173,7 @@ def test_restock_reads_the_erp(store):
                  key=lambda r: r["on_hand"] / r["daily_demand"])
     other = ask(store, f"هل نعيد تخزين {plenty['name']}؟")  # an Arabic question about a product with stock to spare
     stocked = next(f for f in other["evidence"] if f["topic"] == "stock")
-    assert "above its reorder point" in stocked["text"] and stocked["effect"] < 0
+    assert "فوق نقطة إعادة الطلب" in stocked["text"] and stocked["effect"] < 0  # answered in Arabic
     assert other["probability"] < d["probability"]
 
 

@@ -49,7 +49,7 @@ def test_page_asks_and_shows_the_decision(council):
     assert any(e.get("member_id") == "hc-ai" for e in events)
     assert 'dir="auto"' in page.header.object and "هل ندرب" in page.header.object
     assert page.grid.object.count('data-vote="reject"') > 30 and "حكيم الذكاء" in page.grid.object
-    assert "does not fit" in page.shadow.object and "does not fit" in page.evidence.object
+    assert "لا يتسع" in page.shadow.object and "لا يتسع" in page.evidence.object  # answered in Arabic
     assert list(page.history.value["id"]) == [decision["id"]] and list(page.history.selection) == [0]
     assert page.message.alert_type == "success"
     page.close()
@@ -157,7 +157,7 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         assert box.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
         cells = tab.locator(".council-members .council-cell[data-vote='reject']")
         assert cells.count() > 30
-        assert tab.locator(".council-shadow").get_by_text("does not fit").is_visible()
+        assert tab.locator(".council-shadow").get_by_text("لا يتسع").is_visible()
         assert tab.locator(".council-history .tabulator-row").count() == 2
         assert tab.locator(".council-leaderboard").get_by_text("حكيم الذكاء").count() == 1
         # the outcome and the President's veto, recorded from the page

@@ -60,14 +60,16 @@ INTENTS = (
                  "purchase a gpu", "upgrade the gpu", "buy gpu"),
      ("نشتري بطاقه", "شراء بطاقه", "نضيف بطاقه", "بطاقه جديده", "كرت شاشه جديد", "جهاز جديد", "نشتري جهاز",
       "نضيف جهاز", "شراء جهاز", "كرت جديد")),
-    ("deploy", ("deploy", "ship", "release", "roll out", "rollout", "promote", "go live", "production", "ready"),
+    ("deploy", ("deploy", "ship", "release", "roll out", "rollout", "promote", "go live", "push", "put live",
+                "production", "ready"),
      ("ننشر", "نشر", "نطلق", "اطلاق", "جاهز", "الانتاج", "نعتمد")),
     ("stop_selling", ("stop selling", "discontinue", "delist", "phase out", "stop stocking", "stop carrying",
                       "drop the product", "stop the product"),
      ("نوقف بيع", "ايقاف بيع", "نتوقف عن بيع", "التوقف عن بيع", "نلغي", "نسحب", "نوقف")),
     ("restock", ("restock", "reorder", "re-order", "order more", "stock up", "replenish", "increase stock",
                  "more stock", "buy more", "top up", "stock"),
-     ("مخزون", "نعيد طلب", "نطلب", "تخزين", "نزود", "تموين", "طلبيه", "كميه")),
+     ("مخزون", "نعيد طلب", "نطلب", "تخزين", "نزود", "تموين", "طلبيه", "كميه", "المزيد من", "شراء المزيد",
+      "نشتري المزيد")),
     ("price", ("price", "pricing", "discount", "markup", "promotion", "promo", "cheaper", "more expensive"),
      ("سعر", "اسعار", "خصم", "تخفيض السعر", "تسعير", "عرض")),
     ("expense", ("expense", "spending", "spend", "budget", "cost"),
@@ -191,7 +193,14 @@ def _matches(words: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase)}(?:s|es|ed|d|ing|er)?(?!\w)", words) is not None
 
 
+BUY_WORDS = ("buy", "purchase", "get", "order", "add", "upgrade", "نشتري", "شراء", "نضيف", "اضافه", "نطلب", "نقتني")
+HARDWARE_WORDS = ("gpu", "card", "rtx", "graphics", "machine", "server", "box", "workstation", "بطاقه", "كرت", "جهاز",
+                  "معالج رسومي", "خادم", "سيرفر")
+
+
 def _intent(words: str) -> str:
+    if any(_matches(words, b) for b in BUY_WORDS) and any(_matches(words, h) for h in HARDWARE_WORDS):
+        return "buy_gpu"  # buying hardware, whatever words the rest of the question uses
     scores = [(sum(_matches(words, p) for p in (*en, *ar)), -i, intent) for i, (intent, en, ar) in enumerate(INTENTS)]
     best = max(scores)
     return best[2] if best[0] else "general"
@@ -275,9 +284,11 @@ def fleet_findings(store, q: Question) -> list[Finding]:
             out.append(_memory_finding(q, need, g, named_preset=q.preset is not None))
             if g["worker_id"] in busy:
                 run = busy[g["worker_id"]]
+                # two trainings on one card share its memory and its time: each runs at about half speed
                 out.append(Finding("fleet", "availability", q.say(
-                    "{m} is busy with run {run} ({status}).", "{m} مشغول بالتشغيلة {run} ({status}).",
-                    m=g["label"], run=run["name"], status=run["status"]), -0.8,
+                    "{m} is busy with run {run} ({status}): a second run would share the card.",
+                    "{m} مشغول بالتشغيلة {run} ({status}): تشغيلة ثانية ستتقاسم البطاقة معها.",
+                    m=_gpu(q, g), run=run["name"], status=run["status"]), -1.5,
                     _about(f"worker:{g['worker_id']}", f"run:{run['id']}")))
     if q.intent in ("train", "buy_gpu", "general", "schedule") or q.named("worker"):
         for g in targets:
@@ -304,12 +315,12 @@ def _health(q: Question, g: dict) -> list[Finding]:
         hot = temp >= HOT_C
         text = q.say("{m} runs at {t:.0f} °C" + (" (training throttles to half at 85 °C)." if hot else "."),
                      "{m} يعمل عند {t:.0f} درجة" + (" (يُبطَّأ التدريب إلى النصف عند 85 درجة)." if hot else "."),
-                     m=g["label"], t=temp)
+                     m=_gpu(q, g), t=temp)
         out.append(Finding("fleet", "thermal", text, -1.0 if hot else -0.3, _about(key, temperature_c=temp)))
     age = g.get("seen_s")
     if age is None or age > STALE_S:
-        text = q.say("{m} never reported.", "{m} لم يرسل أي قراءة.", m=g["label"]) if age is None else q.say(
-            "{m} was last seen {n:.0f} min ago.", "{m} شوهد آخر مرة قبل {n:.0f} دقيقة.", m=g["label"], n=age / 60)
+        text = q.say("{m} never reported.", "{m} لم يرسل أي قراءة.", m=_gpu(q, g)) if age is None else q.say(
+            "{m} was last seen {n:.0f} min ago.", "{m} شوهد آخر مرة قبل {n:.0f} دقيقة.", m=_gpu(q, g), n=age / 60)
         out.append(Finding("fleet", "availability", text, -0.8, _about(key, seen_s=age)))
     return out
 
@@ -397,13 +408,13 @@ def _memory_finding(q: Question, need: dict, g: dict, *, named_preset: bool = Tr
                 t=need["seq_len"])
     if not total:
         return Finding("fleet", "memory", q.say("{h}; {m} reports no memory size.", "{h}؛ و{m} لا يذكر حجم ذاكرته.",
-                                                h=_sentence(how), m=g["label"]), 0.0, facts)
+                                                h=_sentence(how), m=_gpu(q, g)), 0.0, facts)
     if need["bytes"] > FIT_MARGIN * total:
         return Finding("fleet", "memory", q.say("{h}, but {m} has {gb:.1f} GB: it does not fit.",
                                                 "{h}، لكن {m} فيه {gb:.1f} جيجابايت: لا يتسع له.",
-                                                h=_sentence(how), m=g["label"], gb=total / GB), -HARD, facts)
+                                                h=_sentence(how), m=_gpu(q, g), gb=total / GB), -HARD, facts)
     return Finding("fleet", "memory", q.say("{h}; {m} has {gb:.1f} GB: it fits.", "{h}؛ و{m} فيه {gb:.1f} جيجابايت: يتسع له.",
-                                            h=_sentence(how), m=g["label"], gb=total / GB), 1.5, facts)
+                                            h=_sentence(how), m=_gpu(q, g), gb=total / GB), 1.5, facts)
 
 
 def _buying(store, q: Question, gpus: list[dict]) -> list[Finding]:
@@ -436,10 +447,15 @@ def _buying(store, q: Question, gpus: list[dict]) -> list[Finding]:
         every = len(fits) == len(PRESETS)
         out.append(Finding("fleet", "memory", q.say(
             "The largest card, {m} ({gb:.0f} GB), trains {which}.", "أكبر بطاقة، {m} ({gb:.0f} جيجابايت)، تدرب {which}.",
-            m=largest["label"], gb=largest["memory_bytes"] / GB,
+            m=_gpu(q, largest), gb=largest["memory_bytes"] / GB,
             which=q.say("every preset", "كل الأحجام") if every else ", ".join(fits) or q.say("no preset", "لا شيء")),
             -1.0 if every else 1.0, _about(f"worker:{largest['worker_id']}", presets_that_fit=fits)))
     return out
+
+
+def _gpu(q: Question, g: dict) -> str:
+    """A GPU as the asker reads it: "rtx-box's RTX 5090", "RTX 5090 في rtx-box"."""
+    return q.say("{h}'s {n}", "{n} في {h}", h=g["hostname"], n=g["name"])
 
 
 def _sentence(text: str) -> str:
@@ -825,8 +841,13 @@ def _price_findings(store, q: Question, reports, skus: list[str]) -> list[Findin
                 m=e["months"], cv=f"{e['price_cv']:.1%}" if e["price_cv"] is not None else "—"), 0.0, _about(key)))
             continue
         el, r2 = e["elasticity"], e["r2"] or 0.0
-        if el >= 0 or r2 < 0.15:
-            kind = q.say("no sign that demand falls when the price rises", "لا إشارة إلى أن الطلب ينخفض عند رفع السعر")
+        if r2 < 0.15:
+            kind = q.say("the price explains little of how the quantity moved, so the history cannot tell how demand "
+                         "follows price", "السعر يفسر القليل من تحرك الكمية، فلا يبين التاريخ كيف يتبع الطلب السعر")
+            effect = 0.0
+        elif el >= 0:
+            kind = q.say("demand did not fall when the price rose (promotions and seasons move both)",
+                         "لم ينخفض الطلب حين ارتفع السعر (العروض والمواسم تحرك الاثنين)")
             effect = 0.3 if up else -0.3
         elif el <= -1:
             kind = q.say("elastic: a higher price loses more sales than it gains per unit",

@@ -15,8 +15,11 @@ A question is matched against every name, span by span (one to four words):
    prefixes a word may carry: "بالقهوة", "للابتوب"); score 1;
 2. close: the cosine of the two texts' character 2–4-gram TF-IDF vectors (scikit-learn's
    ``TfidfVectorizer``, ``char_wb``) — partial names, misspellings, another word order; at least
-   ``CLOSE`` (``CLOSE_ONE_WORD`` for a one-word name), with the span and the name within
-   ``LENGTH_RATIO`` of each other's length.
+   ``CLOSE`` when the span shares a whole word with the name, else ``CLOSE_UNSHARED``
+   (``CLOSE_ONE_WORD`` for a one-word name), with the span and the name within ``LENGTH_RATIO``
+   of each other's length; a span never starts or ends with a stop word;
+
+3. a word only one entity's names use ("Crescent" for "Crescent Supermarkets"); score ``PARTIAL``.
 
 Spans are taken best first, longer before shorter at the same score, and never overlap; names
 of other entities within ``TIE`` of the best on the same span are kept too (two machines called
@@ -46,7 +49,10 @@ GROUP_KINDS = {"fleet": ("worker",), "models": ("model",), "runs": ("run",), "co
 GROUPS = (*GROUP_KINDS, "decisions")
 MAX_SPAN = 4  # words
 CLOSE = 0.62
+CLOSE_UNSHARED = 0.8  # a close match that shares no whole word with the name (typos in every word)
 CLOSE_ONE_WORD = 0.85  # a one-word name must be nearly the word: "train" is not "trainer"
+PARTIAL = 0.95  # one word of a name that only that entity uses
+PARTIAL_KINDS = ("product", "customer", "supplier", "worker", "pipeline", "expense")
 CLOSE_CAP = 0.999  # the best a close match scores: exact ones (1.0) come first
 LENGTH_RATIO = 0.6  # a close match covers most of the name, and the name most of the span
 TIE = 0.02
@@ -105,6 +111,12 @@ class Reading:
 
 
 # -- building entities from the store's rows --------------------------------------------------------
+def _presets() -> frozenset[str]:
+    from bi_ide.training.presets import PRESETS
+
+    return frozenset(PRESETS)
+
+
 def _names(*names: str) -> tuple[str, ...]:
     """Folded names and their glossary renderings, first-seen order, without generic ones."""
     out: list[str] = []
@@ -225,6 +237,21 @@ class FactIndex:
         self._exact: dict[frozenset, list[tuple[str, Entity]]] = {}
         for alias, e in self._names:
             self._exact.setdefault(frozenset(alias.split()), []).append((alias, e))
+        # A word of one entity's names that no other entity's names use is a name of its own ("Crescent"
+        # for "Crescent Supermarkets", "الريان" for "مؤسسة الريان التجارية"), a little below a whole name.
+        owners: dict[str, set[str]] = {}
+        for alias, e in self._names:
+            for w in alias.split():
+                owners.setdefault(w, set()).add(e.key)
+        self._owners = owners
+        self._partial: dict[str, tuple[str, Entity]] = {}
+        for alias, e in self._names:
+            if e.kind not in PARTIAL_KINDS:  # runs and models are named whole ("large" is also a preset)
+                continue
+            for w in alias.split():
+                if len(owners[w]) == 1 and len(w) >= 4 and w not in GENERIC and w not in STOPWORDS \
+                        and w not in _presets() and not w.isdigit() and frozenset([w]) not in self._exact:
+                    self._partial.setdefault(w, (alias, e))
         self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=False, sublinear_tf=True)
         self.matrix = self.vectorizer.fit_transform([a for a, _ in self._names]) if self._names else None
         self._history = None
@@ -235,12 +262,16 @@ class FactIndex:
     def read(self, question: str, kinds: tuple[str, ...] | None = None) -> Reading:
         """The entities ``question`` names (best first) and the content words left unaccounted for."""
         words = normalize(question).split()[:200]
+        stop = [fold_word(w) in STOPWORDS for w in words]
         spans = [(i, j) for i in range(len(words)) for j in range(i + 1, min(i + MAX_SPAN, len(words)) + 1)
-                 if not all(w in STOPWORDS for w in words[i:j])]
+                 if not stop[i] and not stop[j - 1]]  # a name neither starts nor ends with "the", "هل", ...
         candidates: list[tuple[float, int, int, int, str, Entity]] = []
         for i, j in spans:
             for alias, e in self._exact_matches(words[i:j]):
                 candidates.append((1.0, j - i, i, j, alias, e))
+            if j - i == 1 and fold_word(words[i]) in self._partial:
+                alias, e = self._partial[fold_word(words[i])]
+                candidates.append((PARTIAL, 1, i, j, alias, e))
         if self.matrix is not None and spans:
             texts = [" ".join(fold(w) for w in words[i:j]) for i, j in spans]
             sims = (self.vectorizer.transform(texts) @ self.matrix.T).tocoo()
@@ -249,7 +280,10 @@ class FactIndex:
                 i, j = spans[row]
                 one_word = " " not in alias
                 size = len(texts[row]) / max(1, len(alias))
-                if score >= (CLOSE_ONE_WORD if one_word else CLOSE) and LENGTH_RATIO <= size <= 1 / LENGTH_RATIO:
+                # a shared word counts when it is this entity's own (many names say "مؤسسة", "coffee")
+                shared = any(len(self._owners.get(w, ())) == 1 for w in set(texts[row].split()) & set(alias.split()))
+                enough = CLOSE_ONE_WORD if one_word else (CLOSE if shared else CLOSE_UNSHARED)
+                if score >= enough and LENGTH_RATIO <= size <= 1 / LENGTH_RATIO:
                     # below an exact match whatever float rounding says (a cosine can come out 1.0000001)
                     candidates.append((min(float(score), CLOSE_CAP), j - i, i, j, alias, e))
         if kinds:
