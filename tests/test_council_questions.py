@@ -42,3 +42,21 @@ def test_question(store, row):
             assert language_of(text) == "ar", text
     else:
         assert decision["meta"]["language"] == "en" and language_of(decision["reasoning"]) == "en"
+
+
+def test_the_cli_answers_arabic_right_to_left(tmp_path):
+    from click.testing import CliRunner
+
+    from bi_ide.cli import main
+    from bi_ide.council.language import RLE, RLM
+
+    db = tmp_path / "w.duckdb"
+    with Store(db) as s:
+        example_store(s, erp=True)
+    ar = CliRunner().invoke(main, ["council", "ask", "هل نزيد مخزون القهوة للشهر القادم؟", "--db", str(db)])
+    assert ar.exit_code == 0, ar.output
+    lines = [line for line in ar.output.splitlines() if line.strip() and RLE in line]
+    assert lines and all(line.startswith(RLM + RLE) for line in lines)  # every Arabic line embedded right to left
+    assert "القرار" in ar.output and "قهوة" in ar.output
+    en = CliRunner().invoke(main, ["council", "ask", "Should we deploy bi-arabic v2?", "--db", str(db)])
+    assert en.exit_code == 0 and RLE not in en.output and "rejected" in en.output and "1.350" in en.output

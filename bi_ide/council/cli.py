@@ -19,6 +19,7 @@ from bi_ide.clikit import Group, db_option, open_store
 from bi_ide.council import planning
 from bi_ide.council.backends import KINDS
 from bi_ide.council.deliberation import ask as ask_council
+from bi_ide.council.language import for_terminal, say
 from bi_ide.store.council import OUTCOMES, URGENCIES
 
 API_KEY_ENV = "BI_IDE_COUNCIL_API_KEY"
@@ -85,11 +86,23 @@ def ask_command(question, urgency, backend, model, base_url, timeout, max_tokens
                                members=list(members) or None, on_progress=progress)
     if as_json:
         return click.echo(json.dumps(decision, default=str, ensure_ascii=False, indent=2))
-    click.echo(f"Decision {decision['id']}: {decision['decision']} (confidence {decision['confidence']:.0%}, "
-               f"probability of approval {decision['probability']:.2f})")
-    click.echo(decision["reasoning"])
-    click.echo(f"Shadow: {decision['shadow_analysis']}\nLight: {decision['light_suggestion']}")
-    click.echo(f"Later: bi-ide council resolve {decision['id']} --outcome right|wrong")
+    click.echo(decision_text(decision))
+
+
+def decision_text(decision: dict) -> str:
+    """A decision for the terminal, in the language it was asked in; Arabic lines marked right to left."""
+    lang = (decision.get("meta") or {}).get("language", "en")
+    verdict = {"approved": "موافقة", "rejected": "رفض", "deferred": "إرجاء"}.get(decision["decision"], decision["decision"]) \
+        if lang == "ar" else decision["decision"]
+    lines = [say(lang, "Decision {i}: {d} (confidence {c:.0%}, probability of approval {p:.2f})",
+                 "القرار {i}: {d} (الثقة {c:.0%}، احتمال الموافقة {p:.2f})", i=decision["id"], d=verdict,
+                 c=decision["confidence"], p=decision["probability"]),
+             decision["reasoning"],
+             say(lang, "Shadow: {x}", "الظل: {x}", x=decision["shadow_analysis"]),
+             say(lang, "Light: {x}", "النور: {x}", x=decision["light_suggestion"]),
+             say(lang, "Later: bi-ide council resolve {i} --outcome right|wrong",
+                 "لاحقًا: bi-ide council resolve {i} --outcome right|wrong", i=decision["id"])]
+    return for_terminal("\n".join(lines), lang)
 
 
 @council.command("decisions")

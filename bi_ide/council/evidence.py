@@ -288,7 +288,7 @@ def fleet_findings(store, q: Question) -> list[Finding]:
                 out.append(Finding("fleet", "availability", q.say(
                     "{m} is busy with run {run} ({status}): a second run would share the card.",
                     "{m} مشغول بالتشغيلة {run} ({status}): تشغيلة ثانية ستتقاسم البطاقة معها.",
-                    m=_gpu(q, g), run=run["name"], status=run["status"]), -1.5,
+                    m=_gpu(q, g), run=run["name"], status=_status_word(q, run["status"])), -1.5,
                     _about(f"worker:{g['worker_id']}", f"run:{run['id']}")))
     if q.intent in ("train", "buy_gpu", "general", "schedule") or q.named("worker"):
         for g in targets:
@@ -492,7 +492,8 @@ def _run_findings(q: Question, run: dict, facts: dict) -> list[Finding]:
     effect = {"done": 1.0, "failed": -2.5, "running": -1.5, "queued": -1.5, "stopped": -1.0}.get(run["status"], 0.0)
     why = f": {run['error'].splitlines()[0][:160]}" if run["status"] == "failed" and run["error"] else ""
     out = [Finding("training", "deploy", q.say("{n} is {s}{w}.", "{n} حالتها {s}{w}.", n=_sentence(name),
-                                               s=run["status"], w=why), effect, _about(key, status=run["status"]))]
+                                               s=_status_word(q, run["status"]), w=why), effect,
+                   _about(key, status=run["status"]))]
     for row in facts["bpb"].filter(facts["bpb"]["run_id"] == run["id"]).to_dicts():
         if row["points"] < 2:
             continue
@@ -510,7 +511,7 @@ def _run_findings(q: Question, run: dict, facts: dict) -> list[Finding]:
         m = models[0]
         out.append(Finding("training", "deploy", q.say(
             "{n} is registered as model {m} v{v} ({s}).", "{n} مسجلة كنموذج {m} النسخة {v} ({s}).", n=_sentence(name),
-            m=m["name"], v=m["version"], s=m["status"]), 0.5, _about(key, f"model:{m['name']}", model_id=m["id"])))
+            m=m["name"], v=m["version"], s=_status_word(q, m["status"])), 0.5, _about(key, f"model:{m['name']}", model_id=m["id"])))
     return out
 
 
@@ -540,7 +541,7 @@ def _versions_findings(q: Question, model) -> list[Finding]:
     versions = model.facts["versions"]
     key = f"model:{model.id}"
     deployed = next((v for v in reversed(versions) if v["status"] == "deployed"), None)
-    listing = ", ".join(f"v{v['version']} {v['status']}" for v in versions)
+    listing = q.say(", ", "، ").join(f"v{v['version']} {_status_word(q, v['status'])}" for v in versions)
     if q.intent == "rollback":
         if deployed is None:
             return [Finding("models", "deploy", q.say("{m} has no deployed version to roll back ({l}).",
@@ -573,7 +574,7 @@ def _versions_findings(q: Question, model) -> list[Finding]:
     if candidate.get("run_status") in ("failed", "running", "queued"):
         out.append(Finding("models", "deploy", q.say(
             "The run behind {m} v{v} is {s}.", "التشغيلة التي أنتجت {m} النسخة {v} حالتها {s}.", m=model.id,
-            v=candidate["version"], s=candidate["run_status"]), -2.5 if candidate["run_status"] == "failed" else -1.5,
+            v=candidate["version"], s=_status_word(q, candidate["run_status"])), -2.5 if candidate["run_status"] == "failed" else -1.5,
             _about(key, vkey)))
     if deployed is None:
         out.append(Finding("models", "deploy", q.say(
@@ -582,6 +583,14 @@ def _versions_findings(q: Question, model) -> list[Finding]:
             1.0, _about(key, vkey)))
         return out
     return out + _compare(q, model.id, candidate=candidate, deployed=deployed, rollback=False)
+
+
+STATUS_WORDS = {"deployed": "منشورة", "ready": "جاهزة", "archived": "مؤرشفة", "done": "منتهية", "failed": "فاشلة",
+                "running": "جارية", "queued": "في الانتظار", "stopped": "متوقفة"}
+
+
+def _status_word(q: Question, status: str) -> str:
+    return STATUS_WORDS.get(status, status) if q.language == "ar" else status
 
 
 def _pick(q: Question, versions: list[dict], default):
@@ -950,7 +959,7 @@ def pipeline_findings(store, q: Question) -> list[Finding]:
         effect = -2.0 if runs["last_status"] == "failed" else (1.2 if runs["last_status"] == "done" else 0.0)
         out.append(Finding("pipelines", "quality", q.say(
             "{p} ran {n} times ({f} failed); its last run is {s}.", "شُغِّل {p} {n} مرات (فشل منها {f})؛ وآخر تشغيل "
-            "حالته {s}.", p=p.name, n=runs["runs"], f=runs["failed"], s=runs["last_status"]), effect,
+            "حالته {s}.", p=p.name, n=runs["runs"], f=runs["failed"], s=_status_word(q, runs["last_status"])), effect,
             _about(key, runs=runs["runs"], failed=runs["failed"])))
     return out
 

@@ -64,3 +64,14 @@ def direction(language: str) -> str:
 def say(language: str, english: str, arabic: str, /, **values) -> str:
     """One sentence in the asker's language: the English or the Arabic template, filled in."""
     return (arabic if language == "ar" else english).format(**values)
+
+
+RLM, RLE, PDF = "\u200f", "\u202b", "\u202c"
+
+
+def for_terminal(text: str, language: str) -> str:
+    """Text for a terminal: in Arabic every line is embedded right to left (RLM, RLE … PDF), so a
+    terminal that applies the bidi algorithm lays it out from the right; English is left as it is."""
+    if language not in RTL:
+        return text
+    return "\n".join(f"{RLM}{RLE}{line}{PDF}" if line.strip() else line for line in text.split("\n"))
