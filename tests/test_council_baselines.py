@@ -3,8 +3,12 @@ the baselines' Brier scores over resolved decisions, on a real store."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from click.testing import CliRunner
+
+from bi_ide.cli import main
 from bi_ide.council import aggregate, report
 from bi_ide.council.backends import _ModelBackend
 from bi_ide.council.deliberation import ask
@@ -201,3 +205,30 @@ def test_stored_baselines_are_read_defensively():
         "evidence": None, "round0": 2.5}
     assert report.language({"meta": {"language": "ar"}}) == "ar" and report.language({"meta": "?"}) == "en"
 
+
+# -- the CLI ---------------------------------------------------------------------------------------
+def test_cli_show_and_calibration_set_the_baselines_side_by_side(tmp_db):
+    from bi_ide.store import Store
+
+    with Store(tmp_db) as s:
+        example_store(s, erp=False)
+        d = ask(s, XLARGE_ON_LAPTOP)
+        s.resolve_council_decision(d["id"], "right")
+    runner = CliRunner()
+    out = runner.invoke(main, ["council", "show", d["id"], "--db", str(tmp_db)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith(f"Decision {d['id']}: rejected")
+    assert any(x.startswith("Quorum: 39 of 39 voting members answered") and x.endswith("met") for x in lines)
+    table = lines[lines.index("Baselines:") + 1:lines.index("Baselines:") + 5]
+    assert [row.split()[0] for row in table[1:]] == ["council", "majority", "best"]
+    assert "rejected" in table[1] and "0 approve" in table[2] and voting_members()[0].id in table[3]
+    assert any(x.startswith("Stages: evidence") and "store" in x for x in lines)
+    assert "Votes, round 0 (independent):" in lines and "Evidence (* cited):" in lines
+    as_json = runner.invoke(main, ["council", "show", d["id"], "--json", "--db", str(tmp_db)])
+    assert json.loads(as_json.output)["meta"]["baselines"]["council"]["decision"] == "rejected"
+    out = runner.invoke(main, ["council", "calibration", "--db", str(tmp_db)])
+    assert out.exit_code == 0, out.output
+    assert "over the 1 resolved decisions that carry them" in out.output
+    for name in ("council", "majority", "best member"):
+        assert f"  {name:<12} Brier 0." in out.output
