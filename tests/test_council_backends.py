@@ -126,6 +126,22 @@ def test_openai_backend_down_means_abstain_with_reason(store, free_port):
             members=MEMBERS)
     assert all(v["vote"] == "abstain" and "cannot be reached" in v["rationale"] for v in d["votes"])
     assert d["decision"] == "deferred" and d["meta"]["abstained"] == 3
+    assert all(v["failed"] for v in d["votes"])  # a backend error, not a member choosing to abstain
+    quorum = d["meta"]["quorum"]
+    assert (quorum["answered"], quorum["abstained"], quorum["failed"], quorum["met"]) == (0, 0, 3, False)
+    assert d["reasoning"].startswith("No quorum: 0 of 3 voting members answered")
+
+
+def test_openai_backend_counts_the_tokens_a_server_reports(serve, store):
+    def reply(body, headers):
+        answer = _completion('{"vote": "reject", "probability": 0.2, "rationale": "too big"}')
+        return 200, answer | {"usage": {"prompt_tokens": 300, "completion_tokens": 9, "total_tokens": 309}}
+
+    d = ask(store, QUESTION, backend={"kind": "openai", "base_url": serve(reply)}, members=MEMBERS)
+    assert d["meta"]["stages_tokens"] == {"round0": 27, "round1": 27}  # 3 members x 9 tokens, each round
+    silent = ask(store, QUESTION, backend={"kind": "openai", "base_url": serve(
+        lambda body, headers: (200, _completion('{"vote": "reject", "probability": 0.2}')))}, members=MEMBERS)
+    assert silent["meta"]["stages_tokens"] == {"round0": None, "round1": None}  # no usage: unknown, not zero
 
 
 def test_openai_backend_timeout_means_abstain(serve, store):
@@ -208,6 +224,7 @@ def test_local_model_answers_members_in_one_batch(smollm2, store, monkeypatch):
     monkeypatch.setattr(model_class, "generate", counting)
     d = ask(store, QUESTION, backend=smollm2, members=MEMBERS, rounds=1)
     assert calls == [3]  # three members, one generate call
+    assert 3 <= d["meta"]["stages_tokens"]["round0"] <= 3 * smollm2.max_new_tokens
     for v in d["votes"]:
         assert v["backend"] == "local" and v["vote"] in ("approve", "reject", "abstain")
         assert v["probability"] is not None or "not a valid answer" in v["rationale"]

@@ -6,7 +6,7 @@ import pytest
 from test_council import XLARGE_ON_LAPTOP, seed_fleet
 
 from bi_ide.council.deliberation import ask
-from bi_ide.dashboards.council import CouncilPage, calibration_figure, member_grid
+from bi_ide.dashboards.council import CouncilPage, baseline_scores, calibration_figure, member_grid
 from bi_ide.dashboards.council_state import Council
 from bi_ide.dashboards.training_state import ADMINS_ENV, DEVELOPERS_ENV
 
@@ -123,6 +123,66 @@ def test_grid_marks_revisions_and_the_plot_has_the_table(store):
     assert fig.renderers[1].data_source.data["x"] == [0.2, 0.8]
 
 
+ARABIC_OTHER_QUESTION = "هل نشتري بطاقة رسومية أكبر؟"  # unlike ARABIC_QUESTION: no history evidence for it
+
+
+def arabic_decision(store, like: dict) -> dict:
+    """``like`` stored again as an Arabic decision (meta["language"] = "ar"), with Arabic texts."""
+    fields = {k: like[k] for k in ("decision", "confidence", "probability", "evidence", "backend", "rounds", "blocker")}
+    votes = [{k: v[k] for k in ("member_id", "round", "vote", "probability", "rationale")} for v in like["votes"]]
+    return store.record_council_decision(
+        ARABIC_OTHER_QUESTION, votes=votes, **fields, meta={**like["meta"], "language": "ar"},
+        reasoning="رفض المجلس: النموذج لا يتسع في ذاكرة اللابتوب.", shadow_analysis="- لا يتسع في الذاكرة",
+        light_suggestion="لم يجد أعضاء النور فرصة.")
+
+
+def test_page_shows_baselines_quorum_and_stages(council, store):
+    decision = ask(store, XLARGE_ON_LAPTOP)
+    page = CouncilPage(council=council.refresh(), selected=decision["id"])
+    shown = page.baselines.object
+    assert all(f'data-baseline="{name}"' in shown for name in ("council", "majority", "best_member"))
+    assert "council: rejected" in shown and "majority: rejected" in shown and "best member: " in shown
+    best = decision["meta"]["baselines"]["best_member"]
+    assert best["member_id"] in shown and "Quorum: 39 of 39 voting members answered" in shown
+    assert 'class="council-stages"' in shown and "round 0" in shown and "store" in shown
+    # an English (or unmarked) decision reads left to right; the question keeps its own direction
+    for pane in (page.header, page.shadow, page.light, page.evidence):
+        assert 'dir="ltr"' in pane.object and 'dir="rtl"' not in pane.object
+    store.resolve_council_decision(decision["id"], "right")
+    council.refresh()
+    assert 'data-baseline="best_member"' in page.scores.object and "Brier" in page.scores.object
+    page.close()
+
+
+def test_an_arabic_decision_reads_right_to_left(council, store):
+    arabic = arabic_decision(store, ask(store, XLARGE_ON_LAPTOP))
+    page = CouncilPage(council=council.refresh(), selected=arabic["id"])
+    for pane in (page.header, page.shadow, page.light, page.evidence):
+        assert 'dir="rtl"' in pane.object and "council-rtl" in pane.object
+    assert "رفض المجلس" in page.header.object and 'dir="auto"' in page.header.object  # the question: its own
+    page.close()
+
+
+def test_old_and_odd_decisions_still_show(council, store):
+    old = store.record_council_decision("An old question?", votes=[], decision="approved", probability=0.8,
+                                        confidence=0.8, reasoning="r", shadow_analysis="s", light_suggestion="l",
+                                        meta={"answered": 3})
+    odd = store.record_council_decision("An odd question?", votes=[], decision="rejected", probability=0.3,
+                                        confidence=0.7, reasoning="r", shadow_analysis="s", light_suggestion="l",
+                                        meta={"baselines": {"majority": {"decision": "maybe", "probability": 3},
+                                                            "council": "x"}, "quorum": {"answered": None},
+                                              "stages_ms": [1, 2], "language": 7})
+    store.resolve_council_decision(odd["id"], "wrong")
+    page = CouncilPage(council=council.refresh(), selected=old["id"])
+    assert "predates them" in page.baselines.object and page.message.alert_type != "danger"
+    page.selected = odd["id"]
+    assert 'data-baseline="majority"' in page.baselines.object and "majority: —" in page.baselines.object
+    assert "Quorum" not in page.baselines.object and 'dir="ltr"' in page.shadow.object
+    assert "no resolved decision carries them" in page.scores.object  # a bad stored value is left out
+    assert baseline_scores({}) == baseline_scores({"baselines": "?"})
+    page.close()
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_hub):
@@ -139,6 +199,7 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         seed_fleet(s)
         first = ask(s, "Should we train the small preset on the 6 GB laptop?")
         s.resolve_council_decision(first["id"], "right")
+        arabic = arabic_decision(s, first)
     hub = start_hub(tmp_db)
     context = browser.new_context(viewport={"width": 1400, "height": 1400})
     tab = context.new_page()
@@ -157,8 +218,22 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         assert box.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
         cells = tab.locator(".council-members .council-cell[data-vote='reject']")
         assert cells.count() > 30
-        assert tab.locator(".council-shadow").get_by_text("لا يتسع").is_visible()
-        assert tab.locator(".council-history .tabulator-row").count() == 2
+        assert tab.locator(".council-shadow").get_by_text("لا يتسع").is_visible()  # answered in Arabic
+        # the decision beside its baselines, side by side, and the quorum
+        shown = tab.locator(".council-baselines-pane")
+        for name, title in (("council", "council: rejected"), ("majority", "majority: rejected"),
+                            ("best_member", "best member:")):
+            card = shown.locator(f".council-baseline[data-baseline='{name}']")
+            assert card.is_visible() and title in card.inner_text()
+        boxes = [shown.locator(f".council-baseline[data-baseline='{n}']").bounding_box()
+                 for n in ("council", "majority", "best_member")]
+        assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"] and abs(boxes[0]["y"] - boxes[2]["y"]) < 2
+        assert "Quorum: 39 of 39" in shown.locator(".council-quorum").inner_text()
+        reasoning = header.locator(".council-reasoning")
+        assert reasoning.evaluate("e => getComputedStyle(e).direction") == "rtl"  # an Arabic decision reads rtl
+        assert reasoning.evaluate("e => getComputedStyle(e).textAlign") in ("right", "start")
+        assert tab.locator(".council-history .tabulator-row").count() == 3
+        assert tab.locator(".council-scores").get_by_text("best member").is_visible()
         assert tab.locator(".council-leaderboard").get_by_text("حكيم الذكاء").count() == 1
         # the outcome and the President's veto, recorded from the page
         actions = tab.locator(".council-actions")
@@ -168,6 +243,13 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         actions.locator(".council-veto button").click()
         header.locator(".council-decision", has_text="vetoed by the President: ليس هذا الربع").wait_for(timeout=30_000)
         assert actions.locator(".council-veto button").is_disabled()
+        # an Arabic decision's card reads right to left: reasoning, shadow, light and evidence
+        tab.locator(".council-history .tabulator-row", has_text=arabic["id"]).click()
+        header.get_by_text("رفض المجلس").wait_for(timeout=30_000)
+        for card in (header.locator(".council-reasoning"), tab.locator(".council-shadow-card"),
+                     tab.locator(".council-light-card"), tab.locator(".council-evidence-list")):
+            style = card.evaluate("e => [getComputedStyle(e).direction, getComputedStyle(e).textAlign]")
+            assert style == ["rtl", "right"], style
         tab.wait_for_timeout(500)
         tab.screenshot(path="/tmp/council.png", full_page=True)
         tab.locator(".council-leaderboard").scroll_into_view_if_needed()

@@ -108,7 +108,10 @@ def test_client_is_a_council_store(hub):
     assert resolved["outcome"] == "right" and resolved["outcome_note"] == "OOM on the laptop"
     with pytest.raises(ConflictError):
         dev.resolve_council_decision(d["id"], "wrong")
-    assert dev.council_calibration()["resolved"] >= 1
+    calibration = dev.council_calibration()
+    assert calibration["resolved"] >= 1 and calibration["baselines"]["council"]["resolved"] >= 1
+    assert {"majority", "best_member"} <= set(calibration["baselines"])
+    assert resolved["meta"]["baselines"]["majority"]["decision"] == "rejected" and resolved["meta"]["quorum"]["met"]
     assert dev.list_council_decisions(resolved=True)["id"].to_list()[0] == d["id"]
     with pytest.raises(ForbiddenError):
         dev.override_council_decision(d["id"], "approve", "x")

@@ -10,6 +10,11 @@
 - Approve at ≥ 0.6, reject at ≤ 0.4, else defer; a shadow blocker defers an approval.
 - Scores over resolved decisions: Brier, expected calibration error (ECE) and a reliability table;
   confidence is the probability of the side chosen after calibrating with that table.
+- A quorum: below ``QUORUM`` of the voting members answering with a probability, no verdict.
+- Baselines beside the pooled council, each scored by Brier over resolved decisions: the round-0
+  majority of approve/reject votes, and the single best-calibrated member's own answer.
+- An answer's ``weight_factor`` (an answer that cites nothing, say) scales its member's pooling
+  weight after the group cap (``pooling_weights``).
 
 References: Genest & Zidek (1986) on opinion pools; Freund & Schapire (1997) for Hedge; Guo et al.
 (2017) for ECE with equal-width bins.
@@ -29,6 +34,8 @@ BINS = 10
 CALIBRATION_STRENGTH = 5.0  # a bin's observed rate counts like this many prior decisions at the raw probability
 WEIGHTINGS = ("hedge", "accuracy")
 DECISIONS = ("approved", "rejected", "deferred")
+QUORUM = 0.25  # the share of the voting members that must answer with a probability for a verdict
+BASELINES = ("majority", "best_member", "council")
 
 
 def clip(p: float) -> float:
@@ -93,6 +100,97 @@ def cap_groups(weights: list[float], groups: list[str], cap: float = GROUP_CAP) 
         capped |= over
     scale = {g: (cap * grand / totals[g] if g in capped else 1.0) for g in totals}
     return [w * scale[g] for w, g in zip(weights, groups, strict=True)]
+
+
+def pooling_weights(record_weights: list[float], groups: list[str], factors: list[float],
+                    cap: float = GROUP_CAP) -> list[float]:
+    """Each member's weight in the pool: its record's weight, groups capped, then times its answer's factor.
+
+    The factor comes after the cap. The cap bounds what a group gets from its size; the factor
+    judges one answer. Applied before the cap, a capped group would hand the weight a down-weighted
+    member lost to its groupmates, and a group whose answers all cite nothing would keep its whole
+    share. After it, a down-weighted answer always counts less, and a group's share can only rise
+    past the cap because other groups' answers were down-weighted.
+    """
+    capped = cap_groups(record_weights, groups, cap)
+    return [w * weight_factor(f) for w, f in zip(capped, factors, strict=True)]
+
+
+def weight_factor(factor) -> float:
+    """An answer's weight factor as pooling uses it: a number in [0, 1]; anything else counts as 1."""
+    try:
+        f = float(factor)
+    except (TypeError, ValueError):
+        return 1.0
+    return min(1.0, max(0.0, f)) if math.isfinite(f) else 1.0
+
+
+def quorum(answered: int, abstained: int, failed: int, share: float = QUORUM) -> dict:
+    """Whether enough voting members answered with a probability for the council to give a verdict.
+
+    ``needed`` is ``share`` of the voting members (answered + abstained + failed), rounded up, and
+    at least one.
+    """
+    voting = answered + abstained + failed
+    needed = max(1, math.ceil(share * voting - 1e-9))
+    return {"answered": answered, "abstained": abstained, "failed": failed, "voting": voting, "needed": needed,
+            "met": answered >= needed}
+
+
+def majority(votes: list[str]) -> dict:
+    """The simple-majority baseline over votes: the share of approve among approve and reject votes
+    (abstentions left out; 0.5 when there are none), decided with the council's thresholds."""
+    approve, reject = votes.count("approve"), votes.count("reject")
+    p = approve / (approve + reject) if approve + reject else 0.5
+    return {"decision": decide(p), "probability": p, "approve": approve, "reject": reject,
+            "abstain": len(votes) - approve - reject}
+
+
+def best_member(records: list[tuple[str, int, float]]) -> dict | None:
+    """The best-calibrated member from (member id, resolved answers, Brier loss summed), in council order.
+
+    The lowest mean Brier score wins; a tie goes to the member with more resolved answers, then to
+    the earlier in council order. Members with no resolved answer have no score and come after
+    every member that has one. None for no members.
+    """
+    if not records:
+        return None
+    ranked = []
+    for order, (member_id, resolved, brier_sum) in enumerate(records):
+        score = brier_sum / resolved if resolved else None
+        ranked.append(((score is None, round(score or 0.0, 12), -resolved, order), member_id, resolved, score))
+    ranked.sort(key=lambda r: r[0])
+    (key, member_id, resolved, score), rest = ranked[0], ranked[1:]
+    if score is None:
+        why = "no member has a resolved answer yet: the first in council order"
+    elif not rest or rest[0][0][:2] != key[:2]:
+        why = "the lowest Brier score"
+    elif rest[0][0][2] != key[2]:
+        why = "the lowest Brier score, tied: more resolved answers"
+    else:
+        why = "the lowest Brier score, tied: first in council order"
+    return {"member_id": member_id, "brier": score, "resolved": resolved, "chosen_by": why}
+
+
+def answer_decision(probability: float | None) -> str:
+    """The decision one answer stands for, with the council's thresholds; deferred without a probability."""
+    return "deferred" if probability is None else decide(probability)
+
+
+def baseline_scores(outcomes: list[bool], answers: list[dict], names: tuple = BASELINES) -> dict:
+    """Per baseline, its Brier score over the resolved decisions that carry it.
+
+    ``answers[i]`` maps a baseline's name to its probability of approval for decision ``i`` (None:
+    it gave none, as a best member that abstained; scored as a coin, 0.5, and counted in
+    ``abstained``); a baseline the decision does not carry is absent. ``outcomes[i]`` is whether
+    approving was right (``approval_was_right``).
+    """
+    scores = {}
+    for name in names:
+        scored = [(a[name], y) for a, y in zip(answers, outcomes, strict=True) if name in a]
+        scores[name] = {"brier": brier([0.5 if p is None else p for p, _ in scored], [y for _, y in scored]),
+                        "resolved": len(scored), "abstained": sum(p is None for p, _ in scored)}
+    return scores
 
 
 def decide(probability: float, *, blocked: bool = False) -> str:

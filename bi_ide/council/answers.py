@@ -3,7 +3,8 @@
 Model backends ask for one JSON object ``{"vote", "probability", "rationale", "risks",
 "opportunities", "evidence"}``. ``parse_answer`` takes the first JSON object in the reply; when there
 is none, or it is cut off, it repairs what it can (a vote and a probability found by pattern) and
-otherwise returns an abstention that says why. It never raises on model output.
+otherwise returns an abstention that says why, marked ``failed`` (the member did not choose to
+abstain; its backend gave no answer). It never raises on model output.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ class Answer:
     revision_reason: str | None = None
     weight_factor: float = 1.0  # below 1 when the answer was down-weighted (e.g. it cites nothing)
     weight_reason: str | None = None  # why, in the asker's language
+    failed: bool = False  # its backend erred or its reply held no answer (not an abstention by choice)
 
     @classmethod
-    def abstain(cls, member_id: str, reason: str, backend: str) -> Answer:
-        return cls(member_id, "abstain", None, reason[:RATIONALE_MAX], backend=backend)
+    def abstain(cls, member_id: str, reason: str, backend: str, *, failed: bool = False) -> Answer:
+        return cls(member_id, "abstain", None, reason[:RATIONALE_MAX], backend=backend, failed=failed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,7 +105,7 @@ def parse_answer(text: str, member_id: str, backend: str, *, prefixed: bool = Fa
     if obj is None:
         shown = " ".join(text.split())[:120]
         return Answer.abstain(member_id, f"abstained: the {backend} backend's reply was not a valid answer "
-                                         f"({shown!r})", backend)
+                                         f"({shown!r})", backend, failed=True)
     return _answer(obj, member_id, backend)
 
 
@@ -140,7 +142,8 @@ def _answer(obj: dict, member_id: str, backend: str) -> Answer:
         p = p / 100 if 1 < p <= 100 else None  # "70" meant 70 %
     if vote not in DEFAULT_PROBABILITY:
         if p is None:
-            return Answer.abstain(member_id, f"abstained: the {backend} backend answered vote {vote!r}", backend)
+            return Answer.abstain(member_id, f"abstained: the {backend} backend answered vote {vote!r}", backend,
+                                  failed=True)
         vote = vote_of(p)
     if p is None:
         p = DEFAULT_PROBABILITY[vote]

@@ -34,6 +34,18 @@ class _ModelBackend:
 
     name = "model"
     prefixed = False  # whether replies continue ANSWER_PREFIX
+    # Counters a session reads before and after each round: tokens generated, and replies whose
+    # count the backend could not know (a server that reports no usage). Per backend object.
+    generated_tokens = 0
+    uncounted_replies = 0
+    _counting = threading.Lock()
+
+    def count_tokens(self, tokens: int | None, replies: int = 1) -> None:
+        with self._counting:
+            if tokens is None:
+                self.uncounted_replies += replies
+            else:
+                self.generated_tokens += tokens
 
     def complete(self, chats: list[list[dict]]) -> list[str | Exception]:
         raise NotImplementedError
@@ -49,7 +61,7 @@ class _ModelBackend:
             if reply is None:
                 a = previous[m.id]  # abstained in round 0: nothing to revise
             elif isinstance(reply, Exception):
-                a = Answer.abstain(m.id, f"abstained: {reply}", self.name)
+                a = Answer.abstain(m.id, f"abstained: {reply}", self.name, failed=True)
             else:
                 a = parse_answer(reply, m.id, self.name, prefixed=self.prefixed)
                 if feedback is not None:
@@ -141,7 +153,9 @@ class LocalModelBackend(_ModelBackend):
                 kwargs[name] = cache
             generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                        do_sample=False, pad_token_id=pad, **kwargs)
-        return tok.batch_decode(generated[:, ids.shape[1]:], skip_special_tokens=True)
+        new = generated[:, ids.shape[1]:]  # (B, new tokens), padded after each row's end
+        self.count_tokens(int((new != pad).sum()))
+        return tok.batch_decode(new, skip_special_tokens=True)
 
     def prompt(self, chat: list[dict], *, prefix: str = "") -> str:
         _, tok = self.load()
@@ -230,9 +244,19 @@ class OpenAIBackend(_ModelBackend):
             return RuntimeError(f"the openai backend at {self.base_url} answered HTTP {r.status_code}: "
                                 f"{r.text[:160]!r}")
         try:
-            return str(r.json()["choices"][0]["message"]["content"])
+            reply = r.json()
+            content = str(reply["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):
             return RuntimeError(f"the openai backend at {self.base_url} sent no chat completion: {r.text[:160]!r}")
+        self.count_tokens(_completion_tokens(reply))
+        return content
+
+
+def _completion_tokens(reply: dict) -> int | None:
+    """``usage.completion_tokens`` of a chat completion, when the server reports it."""
+    usage = reply.get("usage") if isinstance(reply, dict) else None
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
 
 
 def make_backend(spec=None):

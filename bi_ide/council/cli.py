@@ -16,7 +16,7 @@ import click
 
 from bi_ide import settings
 from bi_ide.clikit import Group, db_option, open_store
-from bi_ide.council import planning
+from bi_ide.council import planning, report
 from bi_ide.council.backends import KINDS
 from bi_ide.council.deliberation import ask as ask_council
 from bi_ide.council.language import for_terminal, say
@@ -125,14 +125,19 @@ def decisions_command(limit, unresolved, db):
 
 @council.command("show")
 @click.argument("decision_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole stored decision as JSON.")
 @db_option
-def show_command(decision_id, db):
-    """Show a decision with its votes and evidence, as JSON.
+def show_command(decision_id, as_json, db):
+    """Show a decision: the council beside its baselines (the round-0 majority and the best-calibrated
+    member), the quorum, the reasoning, every vote of every round, the evidence and the time per stage.
 
     Example: bi-ide council show 3f2a9c1b7d4e
     """
     with open_store(db) as store:
-        click.echo(json.dumps(store.get_council_decision(decision_id), default=str, ensure_ascii=False, indent=2))
+        decision = store.get_council_decision(decision_id)
+    if as_json:
+        return click.echo(json.dumps(decision, default=str, ensure_ascii=False, indent=2))
+    click.echo(report.show_text(decision))
 
 
 @council.command("resolve")
@@ -205,7 +210,8 @@ def members_command(as_json, db):
 @council.command("calibration")
 @db_option
 def calibration_command(db):
-    """Brier score, ECE and the reliability table over resolved decisions.
+    """Brier score, ECE and the reliability table over resolved decisions, and the council's Brier
+    score beside its baselines' (the round-0 majority, the best-calibrated member).
 
     Example: bi-ide council calibration
     """
@@ -217,6 +223,8 @@ def calibration_command(db):
     for r in c["table"]:
         click.echo(f"  {r['low']:.1f}-{r['high']:.1f}: {r['count']:>3} decisions, predicted {r['predicted']:.2f}, "
                    f"observed {r['observed']:.2f}")
+    for line in report.calibration_baselines_text(c):
+        click.echo(line)
 
 
 @council.command("plan-training")

@@ -1,11 +1,14 @@
 """The council dashboard: ask (Arabic or English), progress while members answer, the decision
-with a member grid coloured by vote, shadow and light panels, evidence, history, the leaderboard
-and the calibration plot.
+beside its baselines (the round-0 majority, the best-calibrated member) with its quorum and the
+time per stage, a member grid coloured by vote, shadow and light panels, evidence, history, the
+leaderboard and the calibration plot with each baseline's Brier score beside the council's.
 
 Every tab follows the process's one ``Council`` state (``council_state()``); a tab only tells it
-which decision it shows. Text goes into the page with ``dir="auto"``, so Arabic reads right to
-left and English left to right, each in its own box. Asking and recording an outcome are allowed per
-``control_refusal``; the President's veto and override need an admin there, as they do through the API.
+which decision it shows. The question goes into the page with ``dir="auto"``, so it reads in its
+own direction. The decision card (reasoning, shadow analysis, light suggestion, evidence) follows
+the decision's language (``meta["language"]``): right to left for "ar", else left to right.
+Asking and recording an outcome are allowed per ``control_refusal``; the President's veto and
+override need an admin there, as they do through the API.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import param
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
+from bi_ide.council import report
 from bi_ide.council.backends import KINDS
+from bi_ide.council.language import RTL
 from bi_ide.council.members import BY_ID, GROUPS, voting_members
 from bi_ide.dashboards.council_state import Council
 from bi_ide.dashboards.overview import _table
@@ -42,8 +47,20 @@ COUNCIL_CSS = """
 .council-cell.revised { outline: 3px dashed #facc15; }
 .council-group { margin: 6px 0 0; font-weight: 600; }
 .council-decision { padding: 10px 14px; border-radius: 8px; color: white; font-size: 18px; font-weight: 600; }
+.council-cell.down-weighted { opacity: 0.7; border: 2px dotted white; }
 .council-question, .council-text { unicode-bidi: plaintext; white-space: pre-wrap; }
+.council-rtl, .council-rtl .council-text { direction: rtl; text-align: right; unicode-bidi: isolate; }
+.council-ltr, .council-ltr .council-text { direction: ltr; text-align: left; unicode-bidi: isolate; }
 .council-evidence li.cited { font-weight: 600; }
+.council-baselines { display: flex; flex-wrap: wrap; gap: 8px; margin: 6px 0 2px; }
+.council-baseline { flex: 1 1 200px; padding: 6px 10px; border-radius: 6px; background: #f3f4f6;
+                    border-left: 6px solid #9ca3af; font-size: 13px; }
+.council-baseline b { display: block; font-size: 14px; }
+.council-quorum { font-size: 13px; margin: 2px 0; }
+.council-quorum.unmet { color: #b45309; font-weight: 600; }
+.council-stages { color: #6b7280; font-size: 11px; }
+.council-baseline-scores { font-size: 12px; border-collapse: collapse; margin-top: 4px; }
+.council-baseline-scores td, .council-baseline-scores th { padding: 2px 8px; text-align: left; }
 """
 TEXTAREA_CSS = ":host textarea { unicode-bidi: plaintext; text-align: start; font-size: 15px; }"
 
@@ -77,19 +94,38 @@ def member_grid(decision: dict) -> str:
             if member is None or member.group != group:
                 continue
             p = "—" if v["probability"] is None else f"{v['probability']:.2f}"
-            title = _esc(v["rationale"])
-            cells.append(f'<div class="council-cell{" revised" if mid in revised else ""}" data-member="{_esc(mid)}" '
-                         f'data-vote="{v["vote"]}" title="{title}" style="background:{VOTE_COLOURS[v["vote"]]}">'
-                         f'<b dir="auto">{_esc(member.name)}</b>{_esc(member.expertise)}<br>{v["vote"]} · {p}</div>')
+            title = v["rationale"] or ""
+            down = report.down_weighted(v)
+            marks = (" revised" if mid in revised else "") + (" down-weighted" if down else "")
+            said = " · failed" if v.get("failed") else ""
+            if down:
+                said += f" · ×{down[0]:.2f}"
+                title += f"\nDown-weighted ×{down[0]:.2f}" + (f": {down[1]}" if down[1] else "")
+            cells.append(f'<div class="council-cell{marks}" data-member="{_esc(mid)}" '
+                         f'data-vote="{v["vote"]}" title="{_esc(title)}" style="background:{VOTE_COLOURS[v["vote"]]}">'
+                         f'<b dir="auto">{_esc(member.name)}</b>{_esc(member.expertise)}<br>{v["vote"]} · {p}{said}'
+                         '</div>')
         if cells:
             parts.append(f'<div class="council-group">{GROUP_TITLES[group]}</div><div class="council-grid">'
                          + "".join(cells) + "</div>")
     return "".join(parts)
 
 
+def card_direction(decision: dict) -> str:
+    """The direction the decision card's texts read in: "rtl" for an Arabic decision, else "ltr"."""
+    return "rtl" if report.language(decision) in RTL else "ltr"
+
+
+def _card_attributes(decision: dict, classes: str) -> str:
+    direction = card_direction(decision)
+    lang = ' lang="ar"' if direction == "rtl" else ""
+    return f'class="{classes} council-{direction}" dir="{direction}"{lang}'
+
+
 def decision_header(decision: dict) -> str:
     colour = DECISION_COLOURS[decision["decision"]]
-    extra = ""
+    quorum = report.quorum(decision)
+    extra = " · no quorum" if quorum and not quorum["met"] else ""
     if decision.get("vetoed"):
         extra += f" · vetoed by the President: {_esc(decision['veto_reason'])}"
     if decision.get("override"):
@@ -99,13 +135,69 @@ def decision_header(decision: dict) -> str:
     return (f'<div class="council-question" dir="auto">{_esc(decision["question"])}</div>'
             f'<div class="council-decision" style="background:{colour}">{decision["decision"]} · confidence '
             f'{decision["confidence"]:.0%} · p(approve) {decision["probability"]:.2f}{extra}</div>'
-            f'<div class="council-text" dir="auto">{_esc(decision["reasoning"])}</div>')
+            f'<div {_card_attributes(decision, "council-text council-reasoning")}>{_esc(decision["reasoning"])}</div>')
+
+
+def side_panel(decision: dict, title: str, text: str, css: str) -> str:
+    """The shadow's risks or the light's opportunities, in the decision card's direction."""
+    return f'<div {_card_attributes(decision, css)}><h4>{_esc(title)}</h4><div class="council-text">{_esc(text)}</div></div>'
 
 
 def evidence_list(decision: dict) -> str:
-    items = [f'<li class="{"cited" if f.get("cited") else ""}" dir="auto">[{_esc(f["id"])}] <i>{_esc(f["source"])}'
+    items = [f'<li class="{"cited" if f.get("cited") else ""}">[{_esc(f["id"])}] <i>{_esc(f["source"])}'
              f'</i> {_esc(f["text"])} <small>({f["effect"]:+.1f})</small></li>' for f in decision["evidence"] or []]
-    return '<ul class="council-evidence">' + "".join(items) + "</ul>" if items else "<p>No evidence was found.</p>"
+    inner = '<ul class="council-evidence">' + "".join(items) + "</ul>" if items else "<p>No evidence was found.</p>"
+    return f'<div {_card_attributes(decision, "council-evidence-list")}><h4>Evidence</h4>{inner}</div>'
+
+
+def baselines_view(decision: dict) -> str:
+    """The council beside its baselines, side by side; the quorum; the time per stage (small)."""
+    parts = []
+    q = report.quorum(decision)
+    if q:
+        voting = q["answered"] + q["abstained"] + q["failed"]
+        parts.append(f'<div class="council-quorum{"" if q["met"] else " unmet"}">Quorum: {q["answered"]} of {voting} '
+                     f'voting members answered · {q["abstained"]} abstained · {q["failed"]} failed · {q["needed"]} '
+                     f'needed — {"met" if q["met"] else "not met: no verdict"}</div>')
+    found = report.baselines(decision)
+    if found is None:
+        parts.append('<div class="council-baselines"><i>No baselines: the decision predates them.</i></div>')
+    else:
+        cards = []
+        for name in report.SHOWN:
+            entry = found.get(name)
+            if entry is None:
+                continue
+            outcome = entry["decision"] or "—"
+            p = "—" if entry["probability"] is None else f"{entry['probability']:.2f}"
+            colour = DECISION_COLOURS.get(entry["decision"], "#9ca3af")
+            note = _esc(report.baseline_note(name, entry))
+            if name == "best_member" and isinstance(entry.get("name"), str):
+                note = f'<span dir="auto">{_esc(entry["name"])}</span> · {note}'
+            cards.append(f'<div class="council-baseline" data-baseline="{name}" style="border-left-color:{colour}">'
+                         f'<b>{report.BASELINE_TITLES[name]}: {_esc(outcome)}</b>p(approve) {p}<br><small>{note}'
+                         '</small></div>')
+        parts.append('<div class="council-baselines">' + "".join(cards) + "</div>")
+    timing = report.stages_text(decision)
+    if timing:
+        parts.append(f'<div class="council-stages">{_esc(timing)}</div>')
+    return "".join(parts)
+
+
+def baseline_scores(calibration: dict) -> str:
+    """Each baseline's Brier score beside the council's, over the resolved decisions that carry them."""
+    scores = calibration.get("baselines") if isinstance(calibration, dict) else None
+    if not isinstance(scores, dict) or not (scores.get("council") or {}).get("resolved"):
+        return '<p class="council-stages">Baselines: no resolved decision carries them yet.</p>'
+    rows = []
+    for name in report.SHOWN:
+        entry = scores.get(name) if isinstance(scores.get(name), dict) else {}
+        brier = report.probability(entry.get("brier"))
+        note = f" ({entry['abstained']} abstained, as 0.5)" if entry.get("abstained") else ""
+        rows.append(f'<tr data-baseline="{name}"><td>{report.BASELINE_TITLES[name]}</td>'
+                    f'<td>{"—" if brier is None else f"{brier:.3f}"}</td><td>{entry.get("resolved", 0)}{note}</td></tr>')
+    return ('<table class="council-baseline-scores"><tr><th>beside its baselines</th><th>Brier</th>'
+            "<th>resolved</th></tr>" + "".join(rows) + "</table>")
 
 
 def calibration_figure(calibration: dict):
@@ -204,6 +296,7 @@ class CouncilPage(ControlledPage):
         self.message = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         html_pane = {"sizing_mode": "stretch_width", "stylesheets": [COUNCIL_CSS]}
         self.header = pn.pane.HTML("", css_classes=["council-header"], **html_pane)
+        self.baselines = pn.pane.HTML("", css_classes=["council-baselines-pane"], **html_pane)
         self.grid = pn.pane.HTML("", css_classes=["council-members"], **html_pane)
         self.shadow = pn.pane.HTML("", css_classes=["council-shadow"], **html_pane)
         self.light = pn.pane.HTML("", css_classes=["council-light"], **html_pane)
@@ -215,6 +308,7 @@ class CouncilPage(ControlledPage):
         self.board = pn.widgets.Tabulator(None, selectable=False, max_height=320, titles=BOARD_TITLES,
                                           css_classes=["council-leaderboard"], **table)
         self.plot = pn.pane.Bokeh(calibration_figure({}), css_classes=["council-calibration"])
+        self.scores = pn.pane.HTML("", css_classes=["council-scores"], **html_pane)
 
     # -- asking --------------------------------------------------------------------------------
     def _spec(self):
@@ -335,16 +429,16 @@ class CouncilPage(ControlledPage):
         self.actions.visible = d is not None
         if d is None:
             self.header.object = "<p>No decision yet: ask the council a question.</p>"
-            for pane in (self.grid, self.shadow, self.light, self.evidence):
+            for pane in (self.baselines, self.grid, self.shadow, self.light, self.evidence):
                 pane.object = ""
             return
         self.header.object = decision_header(d)
+        self.baselines.object = baselines_view(d)
         self._enable_actions(d)
         self.grid.object = member_grid(d)
-        self.shadow.object = f'<h4>Shadow: risks</h4><div class="council-text" dir="auto">{_esc(d["shadow_analysis"])}</div>'
-        self.light.object = (f'<h4>Light: opportunities</h4><div class="council-text" dir="auto">'
-                             f'{_esc(d["light_suggestion"])}</div>')
-        self.evidence.object = "<h4>Evidence</h4>" + evidence_list(d)
+        self.shadow.object = side_panel(d, "Shadow: risks", d["shadow_analysis"], "council-shadow-card")
+        self.light.object = side_panel(d, "Light: opportunities", d["light_suggestion"], "council-light-card")
+        self.evidence.object = evidence_list(d)
 
     def _enable_actions(self, d: dict) -> None:
         """Each button enabled only when this user may press it and the decision still allows it."""
@@ -361,6 +455,7 @@ class CouncilPage(ControlledPage):
             if self.board.value is None or not table.equals(self.board.value):
                 self.board.value = table
         self.plot.object = calibration_figure(self.council.calibration)
+        self.scores.object = baseline_scores(self.council.calibration)
 
     def _on_error(self) -> None:
         if self.council.error:
@@ -375,6 +470,7 @@ class CouncilPage(ControlledPage):
             pn.Row(self.urgency, self.backend, self.base_url, self.ask_button),
             self.progress_text, self.progress,
             self.header,
+            self.baselines,
             self.actions,
             pn.pane.Markdown("### Members (coloured by vote; dashed: revised in the feedback round)", **title),
             self.grid,
@@ -383,6 +479,6 @@ class CouncilPage(ControlledPage):
             pn.pane.Markdown("### Decisions", **title),
             self.history,
             pn.Row(pn.Column(pn.pane.Markdown("### Leaderboard", **title), self.board, sizing_mode="stretch_width"),
-                   self.plot, sizing_mode="stretch_width"),
+                   pn.Column(self.plot, self.scores), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -39,7 +39,9 @@ class Council(PolledState):
     leaderboard = param.ClassSelector(class_=pl.DataFrame, default=None, allow_None=True, doc="""
         Voting members by weight, then accuracy, with LEADERBOARD_COLUMNS.""")
 
-    calibration = param.Dict(default={}, doc="Brier score, ECE and the reliability table over resolved decisions.")
+    calibration = param.Dict(default={}, doc="""
+        Brier score, ECE and the reliability table over resolved decisions, and each baseline's
+        Brier score beside the council's (``baselines``).""")
 
     details = param.Dict(default={}, doc="Decision id -> the decision with votes and evidence, watched ones only.")
 

@@ -1,7 +1,8 @@
 """The council tables: council members, decisions, votes and outcomes.
 
 A mixin of Store: the methods use its cursor and transactions. A decision and all its votes are
-written in one transaction; resolving a decision updates every member's record (right/wrong, Brier
+written in one transaction (and the time that took, when the session asks for it in the meta's
+``stages_ms``); resolving a decision updates every member's record (right/wrong, Brier
 loss, weight) in the same transaction as the outcome. The council's reads of fleet and training
 data for its evidence are here too, so the evidence providers never write SQL.
 """
@@ -9,10 +10,11 @@ data for its evidence are here too, so the evidence providers never write SQL.
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 
-from bi_ide.council import aggregate
+from bi_ide.council import aggregate, report
 from bi_ide.errors import ConflictError, NotFoundError, ValidationError
 from bi_ide.store.values import check_text, new_id, to_json
 
@@ -26,8 +28,8 @@ PRESIDENT_ROUND = 2  # the President's override is stored as a vote of its own r
 DECISION_FIELDS = ("decision", "confidence", "probability", "reasoning", "shadow_analysis", "light_suggestion",
                    "evidence", "backend", "rounds", "blocker", "meta", "elapsed_ms")
 VOTE_FIELDS = ("member_id", "round", "vote", "probability", "rationale", "evidence", "risks", "opportunities",
-               "weight", "backend", "revision_reason")
-VOTE_DEFAULTS = {"round": 0}
+               "weight", "backend", "revision_reason", "weight_factor", "weight_reason", "failed")
+VOTE_DEFAULTS = {"round": 0, "failed": False}
 JSON_COLUMNS = ("evidence", "meta", "risks", "opportunities")
 
 
@@ -56,6 +58,22 @@ def _check_vote(vote: dict) -> None:
         raise ValidationError(f"probability {p!r} of {vote['member_id']} is not in [0, 1]", field="probability")
     if len(vote.get("rationale") or "") > TEXT_MAX:
         raise ValidationError(f"the rationale of {vote['member_id']} is over {TEXT_MAX} characters", field="rationale")
+    factor = vote.get("weight_factor")
+    if factor is not None and report.probability(factor) is None:
+        raise ValidationError(f"weight_factor {factor!r} of {vote['member_id']} is not in [0, 1]", field="weight_factor")
+    if len(vote.get("weight_reason") or "") > NOTE_MAX:
+        raise ValidationError(f"the weight_reason of {vote['member_id']} is over {NOTE_MAX} characters",
+                              field="weight_reason")
+
+
+def _loads(text):
+    """JSON text as a value; None for anything that is not JSON (a score must not fail on one bad row)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _decode(row: dict) -> dict:
@@ -91,7 +109,12 @@ class CouncilTables:
     # -- decisions ---------------------------------------------------------------------------
     def record_council_decision(self, question: str, *, urgency: str = "normal", votes: list[dict],
                                 **fields) -> dict:
-        """Store a decision and all its members' votes (every round) in one transaction; all or nothing."""
+        """Store a decision and all its members' votes (every round) in one transaction; all or nothing.
+
+        When ``meta["stages_ms"]`` has a ``store`` key, it is set to the milliseconds writing the
+        votes took: they are written first, and the decision row, last in the same transaction,
+        carries the figure (the commit after it is not in it).
+        """
         check_question(question, urgency)
         unknown = set(fields) - set(DECISION_FIELDS)
         if unknown:
@@ -103,17 +126,23 @@ class CouncilTables:
         for vote in votes:
             _check_vote(vote)
         decision_id = new_id()
-        row = {**fields, "evidence": to_json(fields.get("evidence")), "meta": to_json(fields.get("meta"))}
+        meta = fields.get("meta")
+        timed = isinstance(meta, dict) and isinstance(meta.get("stages_ms"), dict) and "store" in meta["stages_ms"]
+        row = {**fields, "evidence": to_json(fields.get("evidence")), "meta": to_json(meta)}
         with self.transaction() as cur:
-            cur.execute(
-                f"INSERT INTO council_decisions (id, question, urgency, {', '.join(row)}) "
-                f"VALUES (?, ?, ?, {', '.join('?' for _ in row)})", [decision_id, question, urgency, *row.values()])
+            started = time.perf_counter()
             if votes:  # one statement for all the votes: a row at a time costs a round trip each
                 row_marks = f"(?, {', '.join('?' for _ in VOTE_FIELDS)})"
                 params = [x for vote in votes for x in (decision_id, *(
                     to_json(vote.get(k)) if k in JSON_COLUMNS else vote.get(k, VOTE_DEFAULTS.get(k)) for k in VOTE_FIELDS))]
                 cur.execute(f"INSERT INTO council_votes (decision_id, {', '.join(VOTE_FIELDS)}) VALUES "
                             + ", ".join(row_marks for _ in votes), params)
+            if timed:
+                store_ms = round((time.perf_counter() - started) * 1000, 1)
+                row["meta"] = to_json({**meta, "stages_ms": {**meta["stages_ms"], "store": store_ms}})
+            cur.execute(
+                f"INSERT INTO council_decisions (id, question, urgency, {', '.join(row)}) "
+                f"VALUES (?, ?, ?, {', '.join('?' for _ in row)})", [decision_id, question, urgency, *row.values()])
         return self.get_council_decision(decision_id)
 
     def get_council_decision(self, decision_id: str) -> dict:
@@ -217,18 +246,28 @@ class CouncilTables:
         return self.get_council_decision(decision_id)
 
     def council_outcomes(self) -> pl.DataFrame:
-        """Resolved decisions: the pooled probability, the decision and the outcome, oldest first."""
-        return self.sql("SELECT id, probability, decision, outcome, resolved_at FROM council_decisions "
+        """Resolved decisions: the pooled probability, the decision, the outcome and the meta (JSON text),
+        oldest first."""
+        return self.sql("SELECT id, probability, decision, outcome, resolved_at, meta FROM council_decisions "
                         "WHERE outcome IS NOT NULL AND probability IS NOT NULL ORDER BY resolved_at, id")
 
     def council_calibration(self) -> dict:
-        """Brier score, ECE and the reliability table of the pooled probability over resolved decisions."""
+        """Brier score, ECE and the reliability table of the pooled probability over resolved decisions,
+        and ``baselines``: each baseline's Brier score beside the council's over the resolved decisions
+        that carry baselines ({name: {brier, resolved, abstained}}; see ``aggregate.baseline_scores``)."""
         rows = self.council_outcomes()
         probs = rows["probability"].to_list()
         truths = [aggregate.approval_was_right(d, o, p) for d, o, p in
                   zip(rows["decision"], rows["outcome"], probs, strict=True)]
+        carried, outcomes = [], []
+        for p, truth, text in zip(probs, truths, rows["meta"], strict=True):
+            answers = report.stored_probabilities(_loads(text))
+            if answers:  # a decision resolved before baselines existed has none
+                carried.append({**answers, "council": p})
+                outcomes.append(truth)
         return {"resolved": len(probs), "brier": aggregate.brier(probs, truths), "ece": aggregate.ece(probs, truths),
-                "table": aggregate.reliability(probs, truths)}
+                "table": aggregate.reliability(probs, truths),
+                "baselines": aggregate.baseline_scores(outcomes, carried)}
 
     def council_status(self) -> dict:
         """Counts for the council's status: members per group, decisions per kind, open and resolved."""
