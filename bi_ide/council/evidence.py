@@ -724,7 +724,8 @@ def _stock_findings(store, q: Question, reports, skus: list[str]) -> list[Findin
         out = [Finding("erp", "stock", text, 1.5 if low else -1.0,
                        _about(*(e.key for e in group), *(f"product:{r['product']}" for r in low), low=len(low),
                               products=len(rows)))]
-        return out + [_stock_finding(q, r) for r in low[:3]]
+        out += [_stock_finding(q, r) for r in low[:3]]
+        return out + _category_sales(store, q, reports, group[0]) if group[0].kind == "category" else out
     out = []
     as_of = reports.as_of_date(store)
     recent = _revenue_by_product(reports, store, as_of - timedelta(days=89), as_of)
@@ -737,10 +738,24 @@ def _stock_findings(store, q: Question, reports, skus: list[str]) -> list[Findin
     return out
 
 
+def _category_sales(store, q: Question, reports, category) -> list[Finding]:
+    """A category's 90-day sales trend and gross margin: what ordering for the whole category weighs."""
+    as_of = reports.as_of_date(store)
+    by = {"by": "category"}
+    recent = {r["key"]: r["revenue"] for r in reports.gross_margin(store, start=as_of - timedelta(days=89), end=as_of,
+                                                                   **by).to_dicts()}
+    before = {r["key"]: r["revenue"] for r in reports.gross_margin(store, start=as_of - timedelta(days=179),
+                                                                   end=as_of - timedelta(days=90), **by).to_dicts()}
+    margins = {r["key"]: r["margin"] for r in reports.gross_margin(store, **by).to_dicts()}
+    name = _label(q, category.name)
+    return _sales_and_margin(q, {"product": category.id, "name": name}, recent, before, margins, trend_cap=1.0,
+                             key=category.key)
+
+
 def _sales_and_margin(q: Question, r: dict, recent: dict, before: dict, margins: dict,
-                      trend_cap: float = 2.0) -> list[Finding]:
+                      trend_cap: float = 2.0, key: str | None = None) -> list[Finding]:
     out = []
-    key = f"product:{r['product']}"
+    key = key or f"product:{r['product']}"
     if before.get(r["product"]):
         trend = recent.get(r["product"], 0.0) / before[r["product"]] - 1
         out.append(Finding("erp", "sales", q.say("Sales of {n} changed {t:+.0%} over the last 90 days against the 90 "
