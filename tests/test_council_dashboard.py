@@ -258,3 +258,43 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         assert "Traceback" not in hub.log_path.read_text()
     finally:
         context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_arabic_question_on_the_demo_store_in_the_browser(browser, tmp_db, start_hub, tmp_path):
+    """The seed's user asks in Arabic about the demo business: Arabic reasoning, right to left, the
+    product the evidence cites, the three baselines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bi_ide.council.examples import example_store
+    from bi_ide.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "bi_ide.cli", "init", "--db", str(tmp_db)], cwd=root, check=True,
+                   capture_output=True, timeout=60)
+    with Store(tmp_db) as s:
+        example_store(s)
+    hub = start_hub(tmp_db)
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    tab = context.new_page()
+    try:
+        tab.goto(hub.url + "/council")
+        tab.locator(".council-ask textarea").wait_for(timeout=30_000)
+        tab.locator(".council-ask textarea").fill("هل نعيد طلب حبوب الإسبريسو؟")
+        tab.locator(".council-ask-button button").click()
+        header = tab.locator(".council-header")
+        header.locator(".council-decision", has_text="approved").wait_for(timeout=60_000)
+        reasoning = header.locator(".council-reasoning")
+        assert "وافق المجلس" in reasoning.inner_text()
+        assert reasoning.evaluate("e => getComputedStyle(e).direction") == "rtl"
+        evidence = tab.locator(".council-evidence")
+        assert evidence.get_by_text("Espresso beans 1kg").first.is_visible()  # the product the evidence cites
+        assert evidence.evaluate("e => getComputedStyle(e.querySelector('[dir]') || e).direction") == "rtl"
+        for name in ("council", "majority", "best_member"):
+            assert tab.locator(f".council-baseline[data-baseline='{name}']").is_visible()
+        tab.screenshot(path=str(tmp_path / "council-arabic.png"), full_page=True)
+    finally:
+        context.close()

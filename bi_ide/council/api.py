@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 
 from tornado.iostream import StreamClosedError
 
@@ -29,6 +30,22 @@ VOTE_BODY = {"decision_id": (str,), "vote": (str,), "reason": (str,)}
 VETO_BODY = {"reason": (str,)}
 OUTCOME_BODY = {"outcome": (str,), "note": (str,), "weighting": (str,)}
 
+
+
+def start(hub) -> threading.Thread:
+    """Warm the council in the hub process: the facts index (and the libraries it imports) is built
+    in the background at start, so the first question does not pay for it."""
+    def warm() -> None:
+        from bi_ide.council.facts import index_for
+
+        try:
+            index_for(hub.store)
+        except WorkbenchError as e:  # the first question builds it then, and says what failed
+            log.warning("the council's index could not be built at start: %s", e)
+
+    thread = threading.Thread(target=warm, name="council-warm", daemon=True)
+    thread.start()
+    return thread
 
 class QueryHandler(ApiHandler):
     roles = {"POST": "developer"}
