@@ -213,7 +213,8 @@ def test_council_page_in_browser_with_an_arabic_question(browser, tmp_db, start_
         box.fill(ARABIC_QUESTION)
         tab.locator(".council-ask-button button").click()
         header = tab.locator(".council-header")
-        header.locator(".council-decision", has_text="rejected").wait_for(timeout=30_000)
+        # the hub's first question: on a loaded machine the council's libraries may still be loading
+        header.locator(".council-decision", has_text="rejected").wait_for(timeout=90_000)
         question = header.locator(".council-question")
         assert question.inner_text() == ARABIC_QUESTION
         assert question.evaluate("e => getComputedStyle(e).direction") == "rtl"  # dir=auto found Arabic
@@ -286,7 +287,7 @@ def test_an_arabic_question_on_the_demo_store_in_the_browser(browser, tmp_db, st
         tab.locator(".council-ask textarea").fill("هل نعيد طلب حبوب الإسبريسو؟")
         tab.locator(".council-ask-button button").click()
         header = tab.locator(".council-header")
-        header.locator(".council-decision", has_text="approved").wait_for(timeout=60_000)
+        header.locator(".council-decision", has_text="approved").wait_for(timeout=90_000)
         reasoning = header.locator(".council-reasoning")
         expect(reasoning).to_contain_text("وافق المجلس")
         expect(reasoning).to_have_css("direction", "rtl")
